@@ -1,0 +1,193 @@
+"""The run directory: atomic artifact files, content-hashed stage keys, a lock, a version stamp.
+
+Layout of ``runs/<profile>/``::
+
+    run.json                 who wrote this directory (code version, profile)
+    artifacts/<stage>/...    each stage's outputs plus ``_stage.json`` (its input key)
+    checkpoints/             LoRA checkpoints, one per epoch
+    executed/                the executed notebooks
+    manifest.json            versions, hardware, seeds, wall time per stage
+
+Every file is written to a temporary name in the same directory and renamed, so a crash never
+leaves a half-written artifact that a later stage would read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from . import __version__
+
+RUN_FORMAT = 1
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked (other version, missing stage, locked)."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` then rename ``tmp`` onto ``path`` (same directory, so the rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Atomically write JSON (sorted keys, NaN allowed)."""
+    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable)))
+
+
+def write_table(path: Path, df: pd.DataFrame) -> Path:
+    """Atomically write a DataFrame as parquet or CSV (by suffix)."""
+    if path.suffix == ".parquet":
+        return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_hash(*modules: str) -> str:
+    """sha256 over the source of the named ``cqa_utils`` modules: a stage's code version."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for m in sorted(modules):
+        h.update((here / f"{m}.py").read_bytes())
+    return h.hexdigest()
+
+
+def key_of(inputs: dict[str, Any]) -> str:
+    """A stable hash of a stage's inputs."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+
+class Run:
+    """One run directory; create it or open it, refusing one written by another code version."""
+
+    def __init__(self, run_dir: str | Path, profile: str, create: bool = True):
+        self.dir = Path(run_dir).resolve()
+        self.profile = profile
+        stamp = self.dir / "run.json"
+        if stamp.exists():
+            info = json.loads(stamp.read_text())
+            if info.get("format") != RUN_FORMAT or info.get("code_version") != __version__:
+                raise RunDirError(f"{self.dir}: written by cqa_utils {info.get('code_version')} (format {info.get('format')}); "
+                                  f"this is {__version__} (format {RUN_FORMAT}). Use a new --run-dir; nothing was changed.")
+            if info.get("profile") != profile:
+                raise RunDirError(f"{self.dir}: holds a {info.get('profile')!r} run, not {profile!r}; use another run directory")
+        elif create:
+            write_json(stamp, {"format": RUN_FORMAT, "code_version": __version__, "profile": profile,
+                               "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        else:
+            raise RunDirError(f"{self.dir}: not a run directory (no run.json); run `cqa run` first")
+
+    # -- paths and files
+    def stage_dir(self, stage: str) -> Path:
+        d = self.dir / "artifacts" / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / "checkpoints"
+
+    def path(self, stage: str, name: str) -> Path:
+        return self.stage_dir(stage) / name
+
+    def save(self, stage: str, name: str, obj: Any) -> Path:
+        """Write a DataFrame (.parquet/.csv) or JSON-able object (.json) atomically."""
+        p = self.path(stage, name)
+        return write_table(p, obj) if isinstance(obj, pd.DataFrame) else write_json(p, obj)
+
+    def load(self, stage: str, name: str) -> Any:
+        """Read an artifact written by ``stage``; a clear error says which notebook to run first."""
+        p = self.dir / "artifacts" / stage / name
+        if not p.exists():
+            raise RunDirError(f"{p} is missing: run notebook {stage} (or `cqa run`) first")
+        if p.suffix == ".parquet":
+            return pd.read_parquet(p)
+        if p.suffix == ".csv":
+            return pd.read_csv(p)
+        return json.loads(p.read_text())
+
+    # -- stage caching
+    def stage_record(self, stage: str) -> dict[str, Any] | None:
+        p = self.dir / "artifacts" / stage / "_stage.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def is_fresh(self, stage: str, key: str) -> bool:
+        """True when ``stage`` finished before with exactly these inputs."""
+        rec = self.stage_record(stage)
+        return bool(rec and rec.get("key") == key and rec.get("complete"))
+
+    def mark_done(self, stage: str, key: str, inputs: dict[str, Any], wall_s: float, reused: bool) -> None:
+        write_json(self.path(stage, "_stage.json"), {"key": key, "inputs": inputs, "complete": True,
+                                                     "wall_s": wall_s, "reused": reused,
+                                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+class RunLock:
+    """An exclusive lock file in the run directory: a second run into it at once is refused."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            other = self.path.read_text().strip() if self.path.exists() else "?"
+            pid = int(other.split()[0]) if other.split() and other.split()[0].isdigit() else None
+            if pid and not _alive(pid):
+                self.path.unlink(missing_ok=True)  # left by a killed run: take it over
+                return self.__enter__()
+            raise RunDirError(f"{self.path.parent} is in use by another run (pid {other}); wait for it or use another --run-dir") from None
+        os.write(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}".encode())
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

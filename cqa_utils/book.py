@@ -1,0 +1,151 @@
+"""Build the HTML book from the latest published run (no re-execution) and check its figures.
+
+Chapters that summarise a run (claims, deviations, reproducibility, performance) are rendered
+as MyST pages from the run's artifacts at build time, so every number in them comes from the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .artifacts import atomic_write
+from .config import REPO_ROOT, DataPaths, get_profile, deviations
+from .run import BOOK_RUN_DIR, NOTEBOOKS
+
+STATIC = REPO_ROOT / "_static"
+BUILD = REPO_ROOT / "_build"
+FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 1, "03_train": 1, "07_figures": 4}
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    """A MyST (pipe) table; cells escaped."""
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    head = "| " + " | ".join(map(esc, df.columns)) + " |"
+    sep = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    return df.apply(lambda c: c.map(lambda v: f"{v:.{digits}f}" if isinstance(v, float) else v))
+
+
+def render_pages(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the run-summary chapters into ``book/run``."""
+    art = Path(run_dir) / "artifacts"
+    prof = get_profile(manifest["profile"])
+    data = DataPaths(**{k: Path(v) for k, v in manifest["data"].items()})
+    standin = ("```{warning}\nThese results come from the **stand-in** data written for this replication "
+               "(`data/standin`), not from the paper's SNAKE-100 corpus or benchmark, which are unreleased.\n```\n\n"
+               if manifest.get("standin") else "")
+    claims = pd.read_csv(art / "07_figures" / "claims.csv").fillna("")
+    counts = claims.verdict.value_counts()
+    page = (f"# Claims: what replicated\n\n{standin}Run profile **{prof.name}** ({prof.model_id}). "
+            "Each verdict is computed from this run by `cqa_utils/claims.py` (also shown at the end of notebook 07). "
+            "\"Replicated\" means the paper's pattern appears in this setting; it says nothing about the paper's own data.\n\n"
+            f"**Verdicts:** {', '.join(f'{k}: {v}' for k, v in counts.items())}.\n\n{_md_table(claims)}\n")
+    atomic_write(BOOK_RUN_DIR / "claims.md", lambda p: p.write_text(page))
+    dev = pd.DataFrame(deviations(prof, data))
+    page = ("# Deviations from the paper\n\nEvery difference between this run and the paper's setup, and why. "
+            "Produced by `cqa_utils.config.deviations` for this run's profile and data; the paper's §3.4 "
+            "hyperparameters are otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev) + "\n")
+    atomic_write(BOOK_RUN_DIR / "deviations.md", lambda p: p.write_text(page))
+    nb = pd.DataFrame(manifest["notebooks"])
+    st = pd.DataFrame(manifest.get("stages", []))
+    ver = pd.DataFrame(sorted(manifest["versions"].items()), columns=["package", "version"])
+    hw = pd.DataFrame(sorted((k, str(v)) for k, v in manifest["hardware"].items()), columns=["", "value"])
+    git = manifest["git"]
+    page = (f"# Reproducibility\n\nFrom `manifest.json` of the run in `{manifest['run_dir']}` (finished {manifest['finished']}).\n\n"
+            f"- profile: **{manifest['profile']}** ({manifest['model']}); seed {manifest['seed']}\n"
+            f"- git commit: `{git.get('commit')}`{' (with uncommitted changes)' if git.get('dirty') else ''}\n"
+            f"- data: {', '.join(f'`{v}`' for v in manifest['data'].values())}\n"
+            f"- parameters: `{json.dumps(manifest['params'])}`\n- total wall time: {manifest['total_wall_s']:.0f} s\n\n"
+            "To re-run exactly this: `cqa run --profile " + manifest["profile"] + "` then `cqa book`.\n\n"
+            f"## Wall time per notebook\n\n{_md_table(_fmt(nb, 1))}\n\n"
+            "## Stages computed or reused\n\nA stage is reused when the hash of its inputs (data files, configuration, model "
+            f"identity, its code version, upstream keys) matches its last complete run.\n\n{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
+            f"## Package versions\n\n{_md_table(ver)}\n\n## Hardware\n\n{_md_table(hw)}\n")
+    atomic_write(BOOK_RUN_DIR / "reproducibility.md", lambda p: p.write_text(page))
+    atomic_write(BOOK_RUN_DIR / "performance.md", lambda p: p.write_text(performance_page()))
+
+
+def performance_page() -> str:
+    """The Performance appendix: the newest benchmark results file as tables and a bar chart."""
+    files = sorted((REPO_ROOT / "bench" / "results").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    head = "# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline measured in the same run.\n\n"
+    if not files:
+        return head + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n"
+    res = json.loads(files[-1].read_text())
+    out = [head, f"Results file: `bench/results/{files[-1].name}`; machine: {res.get('machine', {}).get('cpu', '?')} "
+                 f"({res.get('machine', {}).get('cpu_count', '?')} cores), {res.get('date', '')}.\n"]
+    for section, rows in res.get("sections", {}).items():
+        out.append(f"\n## {section}\n\n{_md_table(_fmt(pd.DataFrame(rows), 4))}\n")
+    return "".join(out)
+
+
+def copy_plotly_js() -> None:
+    """Serve plotly.js from the book itself (offline): copy plotly's bundled copy into ``_static``."""
+    import plotly
+
+    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    STATIC.mkdir(exist_ok=True)
+    if not (STATIC / "plotly.min.js").exists() or (STATIC / "plotly.min.js").stat().st_size != src.stat().st_size:
+        shutil.copy2(src, STATIC / "plotly.min.js")
+
+
+def build(strict: bool = True, log=print) -> Path:
+    """Render the run pages and build the HTML book with Jupyter Book; returns the HTML folder."""
+    missing = [n for n in NOTEBOOKS if not (BOOK_RUN_DIR / f"{n}.ipynb").exists()]
+    if missing:
+        raise FileNotFoundError(f"no executed notebooks for the book in {BOOK_RUN_DIR} (missing {missing}): run `cqa run` first")
+    manifest = json.loads((BOOK_RUN_DIR / "manifest.json").read_text())
+    run_dir = Path((BOOK_RUN_DIR / "RUN_DIR").read_text().strip())
+    for n in NOTEBOOKS:  # an executed notebook with an error output must never be published
+        nb = json.loads((BOOK_RUN_DIR / f"{n}.ipynb").read_text())
+        for cell in nb["cells"]:
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error":
+                    raise RuntimeError(f"{n}.ipynb holds an error output ({o.get('ename')}): fix and re-run before building")
+    render_pages(run_dir, manifest)
+    copy_plotly_js()
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(REPO_ROOT), "--path-output", str(REPO_ROOT), "--keep-going"]
+    if strict:
+        cmd += ["-W", "-n"]
+    log("building the book: " + " ".join(cmd[1:]))
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log(proc.stdout[-4000:])
+        log(proc.stderr[-4000:])
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode})")
+    html = BUILD / "html"
+    problems = check_html(html)
+    if problems:
+        raise RuntimeError("built HTML is missing figures: " + "; ".join(problems))
+    log(f"book built: {html / 'index.html'}")
+    return html
+
+
+def check_html(html: Path) -> list[str]:
+    """Static check: each figure page has its plotly figures and the page loads the local plotly.js."""
+    problems = []
+    for page, n in FIGURE_PAGES.items():
+        f = html / "book" / "run" / f"{page}.html"
+        if not f.exists():
+            problems.append(f"{f.name} not built")
+            continue
+        text = f.read_text(errors="replace")
+        got = len(re.findall(r"Plotly\.newPlot\(", text))
+        if got < n:
+            problems.append(f"{f.name}: {got} plotly figure(s), expected at least {n}")
+        if "plotly.min.js" not in text:
+            problems.append(f"{f.name}: does not load _static/plotly.min.js")
+    return problems

@@ -1,0 +1,145 @@
+"""Command line: ``cqa run | book | validate | score | bench`` (also ``python -m cqa_utils``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .artifacts import RunDirError
+from .config import PROFILES
+from .data import DataError
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"parameter {it!r}: expected NAME=VALUE (VALUE as JSON, or a plain string)")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .run import run_pipeline
+
+    t0 = time.perf_counter()
+    m = run_pipeline(a.profile, a.run_dir, a.data_dir, _params(a.param), a.only)
+    print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; manifest: {Path(m['run_dir']) / 'manifest.json'}")
+    for s in m["notebooks"]:
+        print(f"  {s['notebook']:18s} {s['wall_s']:8.1f} s")
+    return 0
+
+
+def cmd_book(a: argparse.Namespace) -> int:
+    from .book import build
+
+    t0 = time.perf_counter()
+    build(strict=not a.no_strict)
+    print(f"book built in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from .data import load
+
+    for f in a.files:
+        rec = load(f, a.kind)
+        print(f"{f}: OK ({len(rec)} records)")
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .config import get_profile
+    from .data import load
+    from .models import load_model, load_tokenizer, model_identity, prefix_token_id
+    from .scoring import score_continuations, score_pairs
+    from .stats import unit_factor
+    from .sweep import attach
+
+    if not (a.pairs or a.continuations):
+        raise ValueError("give --pairs FILE and/or --continuations FILE")
+    prof = get_profile(a.profile)
+    files = [(a.pairs, "pairs"), (a.continuations, "continuations")]
+    recs = {kind: load(f, kind).rows for f, kind in files if f}  # validate before loading any model
+    tok, model = load_tokenizer(prof), load_model(prof)
+    if a.adapter:
+        model = attach(model, Path(a.adapter), "scored", model_identity(model))
+    pid = prefix_token_id(tok)
+    f = unit_factor(a.unit)
+    frames = []
+    if "pairs" in recs:
+        df = score_pairs(model, tok, recs["pairs"], pid, prof.score_batch_tokens)
+        for c in ("logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad", "I_good", "I_bad", "dI"):
+            df[f"{c}_{a.unit}"] = df[c] * f
+        frames.append(df.assign(kind="pair"))
+    if "continuations" in recs:
+        df = score_continuations(model, tok, recs["continuations"], pid, prof.score_batch_tokens)
+        df[f"logp_per_token_{a.unit}"] = df.logp_per_token * f
+        frames.append(df.assign(kind="continuation"))
+    out = pd.concat(frames, ignore_index=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(a.out, index=False)
+    print(f"wrote {len(out)} rows to {a.out} (log-prob columns in nats; *_{a.unit} columns in {a.unit}; prefix token id {pid})")
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(a)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cqa", description="CQA replication: pipeline, book, validation, scoring")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute notebooks 01-07 with papermill into a run directory")
+    r.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    r.add_argument("--run-dir", default=None, help="default: runs/<profile>")
+    r.add_argument("--data-dir", default=None, help="a folder with train.jsonl and benchmark/{pairs,continuations}.jsonl")
+    r.add_argument("-p", "--param", action="append", default=[], help="notebook parameter NAME=VALUE (repeatable)")
+    r.add_argument("--only", nargs="*", help="run only these notebooks (e.g. 05_delta_delta_i)")
+    r.set_defaults(func=cmd_run)
+    b = sub.add_parser("book", help="build the HTML book from the latest run (no re-execution)")
+    b.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    b.set_defaults(func=cmd_book)
+    v = sub.add_parser("validate", help="validate data files")
+    v.add_argument("files", nargs="+")
+    v.add_argument("--kind", choices=["train", "pairs", "continuations"], default=None)
+    v.set_defaults(func=cmd_validate)
+    s = sub.add_parser("score", help="score a benchmark file with a profile's model (and an adapter)")
+    s.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    s.add_argument("--pairs")
+    s.add_argument("--continuations")
+    s.add_argument("--adapter", help="a LoRA checkpoint directory")
+    s.add_argument("--unit", default="bits", choices=["bits", "nats"])
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_score)
+    be = sub.add_parser("bench", help="speed benchmarks (separate from the tests)")
+    be.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    be.add_argument("--only", nargs="*", default=None, help="sections: scoring sweep training")
+    be.add_argument("--train-steps", type=int, default=20)
+    be.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except (DataError, RunDirError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"cqa {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

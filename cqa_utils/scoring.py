@@ -1,0 +1,194 @@
+"""One scoring entry point: per-token log P(continuation | context) under a causal LM.
+
+Tokenisation (shared/DESIGN.md "Metrics", shared/notes/scoring.md):
+
+* one prefix token ``P`` per model (see :func:`cqa_utils.models.prefix_token_id`);
+* trailing whitespace of the context moves to the front of the continuation, as in
+  lm-evaluation-harness; if the context ends without whitespace the two are joined by one space;
+* context and continuation are encoded separately without special tokens and concatenated, so
+  ``log P(x|y)`` scores x in ``[P] + y + x`` and ``log P(x)`` scores the *same* x ids in ``[P] + x``;
+  a request whose joint encoding differs from the separate one is flagged (``boundary_ok``);
+* if the fed sequence ``[P] + y + x[:-1]`` exceeds the window, y is cut from the left (P kept), never x.
+
+Batches are length-sorted and right-padded with an attention mask; the LM head and an fp32
+log-softmax run only at the positions that predict continuation tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class Encoded:
+    """Token ids of one request: prefix + context (possibly cut) and the continuation."""
+
+    ctx: list[int]
+    cont: list[int]
+    boundary_ok: bool
+    truncated: int = 0  # context tokens cut from the left
+
+
+@dataclass
+class Scored:
+    """Per-token natural-log probabilities of one continuation."""
+
+    logprobs: np.ndarray
+    n_ctx: int
+    boundary_ok: bool
+    truncated: int
+
+    @property
+    def total(self) -> float:
+        return float(self.logprobs.sum())
+
+    @property
+    def n(self) -> int:
+        return int(self.logprobs.size)
+
+
+def split_boundary(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's trailing whitespace to the continuation; join with one space otherwise."""
+    if context == "":
+        return "", continuation
+    stripped = context.rstrip()
+    ws = context[len(stripped):]
+    return stripped, (ws if ws else " ") + continuation.lstrip()
+
+
+def encode(tokenizer: Any, context: str, continuation: str, prefix_id: int, max_len: int) -> Encoded:
+    """Token ids for one (context, continuation) request; see the module docstring."""
+    y, x = split_boundary(context, continuation)
+    enc = lambda s: tokenizer(s, add_special_tokens=False).input_ids if s else []  # noqa: E731
+    y_ids, x_ids = enc(y), enc(x)
+    if not x_ids:
+        raise ValueError(f"empty continuation after tokenisation: {continuation[:60]!r}")
+    boundary_ok = not y_ids or enc(y + x) == y_ids + x_ids
+    room = max_len - len(x_ids)  # the model is fed [P] + y + x[:-1]: at most max_len tokens
+    if room < 0:
+        raise ValueError(f"continuation of {len(x_ids)} tokens does not fit the model window of {max_len}")
+    cut = max(0, len(y_ids) - room)
+    return Encoded([prefix_id] + y_ids[cut:], x_ids, boundary_ok, cut)
+
+
+def encode_unconditional(tokenizer: Any, context: str, continuation: str, prefix_id: int, max_len: int) -> Encoded:
+    """The continuation ids exactly as scored after ``context``, now after the prefix token alone."""
+    e = encode(tokenizer, context, continuation, prefix_id, max_len)
+    return Encoded([prefix_id], e.cont, e.boundary_ok, 0)
+
+
+def _parts(model: Any) -> tuple[Any, Any]:
+    """(decoder stack, LM head) of a causal LM, also through a peft wrapper (LoRA layers stay active)."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return m.get_decoder(), m.get_output_embeddings()
+
+
+def _batches(lengths: Sequence[int], max_tokens: int) -> Iterable[list[int]]:
+    """Indices grouped longest-first so each padded batch holds at most ``max_tokens`` tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if batch and lengths[batch[0]] * (len(batch) + 1) > max_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+@torch.inference_mode()
+def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, pad_id: int = 0) -> list[Scored]:
+    """Per-token log-probs of each item's continuation, batched; results in input order."""
+    decoder, head = _parts(model)
+    device = next(model.parameters()).device
+    lengths = [len(e.ctx) + len(e.cont) - 1 for e in items]  # the last token is predicted, never fed
+    out: list[Scored | None] = [None] * len(items)
+    for idx in _batches(lengths, max_tokens):
+        width = lengths[idx[0]]
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        keep = torch.zeros((len(idx), width), dtype=torch.bool)
+        targets = []
+        for r, i in enumerate(idx):
+            e = items[i]
+            seq = (e.ctx + e.cont)[:-1]
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+            keep[r, len(e.ctx) - 1: len(seq)] = True  # positions whose next token is a continuation token
+            targets.extend(e.cont)
+        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
+        logits = head(hidden[keep.to(device)]).float()
+        lp = F.log_softmax(logits, dim=-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+        lp = lp.double().cpu().numpy()
+        pos = 0
+        for i in idx:
+            e = items[i]
+            n = len(e.cont)
+            out[i] = Scored(lp[pos: pos + n], len(e.ctx), e.boundary_ok, e.truncated)
+            pos += n
+    return out  # type: ignore[return-value]
+
+
+def model_window(model: Any, tokenizer: Any) -> int:
+    """The longest sequence the model accepts."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return int(getattr(m.config, "max_position_embeddings", 2048))
+
+
+def loglikelihood(model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], prefix_id: int,
+                  max_tokens: int = 4096) -> list[Scored]:
+    """Score (context, continuation) requests; an empty context scores after the prefix token alone."""
+    win = model_window(model, tokenizer)
+    enc = [encode(tokenizer, c, x, prefix_id, win) for c, x in requests]
+    return score_encoded(model, enc, max_tokens, pad_id=prefix_id)
+
+
+# ------------------------------------------------------------------ benchmark-level scorers
+
+def score_pairs(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
+                max_tokens: int = 4096) -> "Any":
+    """Per pair: log P(x|y), log P(x) and token counts for good and bad, and I = log P(x|y) - log P(x) (nats)."""
+    import pandas as pd
+
+    win = model_window(model, tokenizer)
+    items: list[Encoded] = []
+    for r in rows:
+        for opt in ("good", "bad"):
+            items.append(encode(tokenizer, r["context"], r[opt], prefix_id, win))
+            items.append(encode_unconditional(tokenizer, r["context"], r[opt], prefix_id, win))
+    sc = score_encoded(model, items, max_tokens, pad_id=prefix_id)
+    recs = []
+    for k, r in enumerate(rows):
+        gc, gu, bc, bu = sc[4 * k: 4 * k + 4]
+        rec = {"id": r["id"], "domain": r["domain"]}
+        for name, c, u in (("good", gc, gu), ("bad", bc, bu)):
+            rec |= {f"logp_cond_{name}": c.total, f"logp_uncond_{name}": u.total, f"n_tokens_{name}": c.n,
+                    f"I_{name}": c.total - u.total}
+        rec |= {"dI": rec["I_good"] - rec["I_bad"], "n_ctx_tokens": gc.n_ctx,
+                "boundary_ok": gc.boundary_ok and bc.boundary_ok, "ctx_truncated": max(gc.truncated, bc.truncated)}
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def score_continuations(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
+                        max_tokens: int = 4096) -> "Any":
+    """Per passage: log P(passage | context) summed and per token (nats)."""
+    import pandas as pd
+
+    sc = loglikelihood(model, tokenizer, [(r["context"], r["passage"]) for r in rows], prefix_id, max_tokens)
+    return pd.DataFrame([{"id": r["id"], "domain": r["domain"], "logp": s.total, "n_tokens": s.n,
+                          "logp_per_token": s.total / s.n, "boundary_ok": s.boundary_ok,
+                          "ctx_truncated": s.truncated} for r, s in zip(rows, sc)])
+
+
+def to_bits(nats: Any) -> Any:
+    """Convert natural-log quantities to bits."""
+    return nats / LN2

@@ -1,0 +1,268 @@
+"""LoRA SFT reproducing the paper's §3.4 run (LLaMA-Factory) with trl + peft.
+
+Follows shared/notes/llama-factory-parity.md: rows are split with ``datasets`` (seed 42, file
+order), pre-tokenised LLaMA-Factory style (prompt and response slots encoded separately, prompt
+labels -100, ``infer_seqlen`` truncation at cutoff 2048) and handed to trl as ``input_ids`` /
+``labels``; a checkpoint and an eval_loss every epoch; every checkpoint kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .config import PaperHParams, Profile
+
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+TEMPLATES = ("default", "qwen", "empty")
+COMPLETE_MARKER = "cqa_complete.json"
+
+
+def user_text(row: dict[str, Any]) -> str:
+    """LLaMA-Factory's alpaca converter: instruction + "\\n" + input, empty parts skipped."""
+    return "\n".join(p for p in (row.get("instruction", ""), row.get("input", "")) if p)
+
+
+def template_ids(tokenizer: Any, row: dict[str, Any], template: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) for one row, each slot element encoded on its own as LF does."""
+    enc = lambda s: tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+    eos = [tokenizer.eos_token_id]
+    user, out = user_text(row), row["output"]
+    if template == "default":  # LF >= 0.9.3: "Human: {user}<eos>\nAssistant:" / "{output}<eos>\n"
+        return enc("Human: " + user) + eos + enc("\nAssistant:"), enc(out) + eos + enc("\n")
+    if template == "qwen":  # ChatML with Qwen's default system prompt; <|im_end|> closes the response
+        prompt = (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+                  "<|im_start|>assistant\n")
+        return enc(prompt), enc(out + "<|im_end|>\n")
+    if template == "empty":  # no EOS at all
+        return enc(user), enc(out)
+    raise ValueError(f"unknown template {template!r}: expected one of {TEMPLATES}")
+
+
+def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
+    """LLaMA-Factory's truncation rule (data/processor/processor_utils.py)."""
+    if target_len * 2 < cutoff_len:
+        max_target_len = cutoff_len
+    elif source_len * 2 < cutoff_len:
+        max_target_len = cutoff_len - source_len
+    else:
+        max_target_len = int(cutoff_len * (target_len / (source_len + target_len)))
+    new_target_len = min(max_target_len, target_len)
+    new_source_len = min(max(cutoff_len - new_target_len, 0), source_len)
+    return new_source_len, new_target_len
+
+
+def build_example(tokenizer: Any, row: dict[str, Any], template: str, cutoff_len: int) -> dict[str, list[int]]:
+    """input_ids and labels (prompt masked with -100) for one row."""
+    src, tgt = template_ids(tokenizer, row, template)
+    s, t = infer_seqlen(len(src), len(tgt), cutoff_len)
+    return {"input_ids": src[:s] + tgt[:t], "labels": [-100] * s + tgt[:t],
+            "truncated": int(s < len(src) or t < len(tgt))}
+
+
+def steps_per_epoch(n_train: int, hp: PaperHParams) -> int:
+    """Optimizer steps per epoch (the last partial accumulation counts as a step, as in HF)."""
+    return math.ceil(n_train / (hp.per_device_train_batch_size * hp.gradient_accumulation_steps))
+
+
+def complete_checkpoints(out_dir: Path) -> dict[int, Path]:
+    """epoch -> checkpoint directory, only for checkpoints whose save finished (marker present)."""
+    found: dict[int, Path] = {}
+    for d in sorted(Path(out_dir).glob("checkpoint-*")):
+        m = d / COMPLETE_MARKER
+        if d.is_dir() and m.exists():
+            found[int(round(json.loads(m.read_text())["epoch"]))] = d
+    return dict(sorted(found.items()))
+
+
+def quarantine_incomplete(out_dir: Path) -> list[str]:
+    """Move checkpoints without a completion marker aside (renamed, never deleted)."""
+    moved = []
+    for d in Path(out_dir).glob("checkpoint-*"):
+        if d.is_dir() and not (d / COMPLETE_MARKER).exists():
+            dest = d.with_name(f"incomplete-{d.name}-{int(time.time())}")
+            d.rename(dest)
+            moved.append(dest.name)
+    return moved
+
+
+def lora_config(hp: PaperHParams):
+    """peft LoraConfig for the paper's adapter."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=hp.lora_rank, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
+                      use_rslora=hp.use_rslora, target_modules=list(hp.lora_targets), bias="none",
+                      task_type="CAUSAL_LM")
+
+
+def sft_config(profile: Profile, out_dir: Path, fast: bool = True):
+    """trl SFTConfig with every field of §3.4 set explicitly (parity notes §4).
+
+    ``fast`` only changes speed knobs with no effect on the maths: gradient checkpointing off.
+    """
+    from trl import SFTConfig
+
+    hp = profile.hparams
+    return SFTConfig(
+        output_dir=str(out_dir), learning_rate=hp.learning_rate, num_train_epochs=hp.num_train_epochs,
+        per_device_train_batch_size=hp.per_device_train_batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        per_device_eval_batch_size=hp.per_device_eval_batch_size, lr_scheduler_type=hp.lr_scheduler_type,
+        warmup_steps=hp.warmup_ratio, optim=hp.optim, weight_decay=hp.weight_decay, max_grad_norm=hp.max_grad_norm,
+        bf16=profile.dtype == "bfloat16", fp16=False, neftune_noise_alpha=hp.neftune_noise_alpha, packing=False,
+        padding_free=False, pad_to_multiple_of=hp.pad_to_multiple_of, max_length=None, eval_strategy="epoch",
+        save_strategy="epoch", save_total_limit=None, load_best_model_at_end=hp.load_best_model_at_end,
+        logging_strategy="steps", logging_steps=1, seed=hp.seed, data_seed=hp.seed, report_to="none",
+        gradient_checkpointing=not fast, dataloader_pin_memory=False, use_cpu=profile.device == "cpu",
+        disable_tqdm=True, save_only_model=False, dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+    )
+
+
+class _EpochLog:
+    """Trainer callback: wall time per epoch, and a completion marker after each checkpoint is saved."""
+
+    def __new__(cls, log_path: Path, identity: dict[str, Any], profile: str, progress: Any = print):
+        from transformers import TrainerCallback
+
+        class CB(TrainerCallback):
+            def __init__(self) -> None:
+                self.t0 = time.perf_counter()
+                self.rows: list[dict[str, Any]] = []
+
+            def on_epoch_begin(self, args, state, control, **kw):
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, args, state, control, **kw):
+                self.rows.append({"epoch": round(state.epoch), "step": state.global_step,
+                                  "wall_s": time.perf_counter() - self.t0})
+
+            def on_save(self, args, state, control, **kw):
+                ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                info = {"epoch": state.epoch, "step": state.global_step,
+                        "epoch_wall_s": self.rows[-1]["wall_s"] if self.rows else None}
+                save_adapter_identity(ck, identity, profile)
+                (ck / COMPLETE_MARKER).write_text(json.dumps(info))  # written last: the save is complete
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(info) + "\n")
+                progress(f"  epoch {info['epoch']:.0f} saved ({info['epoch_wall_s'] or 0:.0f} s)")
+
+        return CB()
+
+
+def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], val_rows: list[dict],
+          out_dir: Path, resume: bool = True, fast: bool = True, progress: Any = print) -> dict[str, Any]:
+    """Fine-tune ``model`` with LoRA on ``train_rows``; checkpoints go to ``out_dir/checkpoint-<step>``.
+
+    With ``resume`` an interrupted run continues from its last complete epoch checkpoint.
+    Returns the training summary (trainable parameters, log history, wall time).
+    """
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    hp = profile.hparams
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(hp.seed)
+    torch.use_deterministic_algorithms(profile.device == "cpu", warn_only=True)
+    peft_model = get_peft_model(model, lora_config(hp))
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    if profile.expected_trainable_params is not None and trainable != profile.expected_trainable_params:
+        raise AssertionError(f"trainable parameters {trainable:,} != expected {profile.expected_trainable_params:,} "
+                             f"for {profile.model_id}: the LoRA targets or rank differ from the paper")
+    cols = lambda rows: Dataset.from_list([{k: ex[k] for k in ("input_ids", "labels")} for ex in rows])  # noqa: E731
+    tr = [build_example(tokenizer, r, hp.template, hp.cutoff_len) for r in train_rows]
+    va = [build_example(tokenizer, r, hp.template, hp.cutoff_len) for r in val_rows]
+    trainer = SFTTrainer(model=peft_model, args=sft_config(profile, out_dir, fast), train_dataset=cols(tr),
+                         eval_dataset=cols(va), processing_class=tokenizer)
+    log_path = out_dir / "epochs.jsonl"
+    from transformers.trainer_callback import PrinterCallback
+
+    from .models import model_identity
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_EpochLog(log_path, model_identity(model), profile.name, progress))
+    ckpts = complete_checkpoints(out_dir) if resume else {}
+    moved = quarantine_incomplete(out_dir) if resume else []
+    last = max(ckpts) if ckpts else None
+    if last is not None and last >= hp.num_train_epochs:
+        progress(f"  all {hp.num_train_epochs} epochs already trained; nothing to do")
+        return summary_from_checkpoints(out_dir, trainable, total, resumed_from=last, quarantined=moved)
+    if last is not None:
+        progress(f"  resuming from epoch {last} ({ckpts[last].name})")
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(ckpts[last]) if last is not None else None)
+    wall = time.perf_counter() - t0
+    s = summary_from_checkpoints(out_dir, trainable, total, resumed_from=last, quarantined=moved)
+    s["train_wall_s_this_session"] = wall
+    s["n_train"], s["n_val"] = len(tr), len(va)
+    s["n_truncated"] = sum(e["truncated"] for e in tr + va)
+    s["hparams"] = asdict(hp)
+    return s
+
+
+def summary_from_checkpoints(out_dir: Path, trainable: int, total: int, **extra: Any) -> dict[str, Any]:
+    """Per-epoch train loss, eval_loss and wall time, read back from the last checkpoint's state."""
+    ckpts = complete_checkpoints(out_dir)
+    if not ckpts:
+        raise FileNotFoundError(f"{out_dir}: no complete checkpoint")
+    state = json.loads((ckpts[max(ckpts)] / "trainer_state.json").read_text())
+    walls = {}
+    for d in ckpts.values():
+        info = json.loads((d / COMPLETE_MARKER).read_text())
+        walls[int(round(info["epoch"]))] = info.get("epoch_wall_s")
+    epochs: dict[int, dict[str, Any]] = {}
+    losses: dict[int, list[float]] = {}
+    for h in state["log_history"]:
+        e = math.ceil(h["epoch"] - 1e-9) if h.get("epoch") else 0
+        if "loss" in h:
+            losses.setdefault(e, []).append(h["loss"])
+        if "eval_loss" in h:
+            epochs.setdefault(int(round(h["epoch"])), {})["eval_loss"] = h["eval_loss"]
+    rows = []
+    for e in sorted(ckpts):
+        rows.append({"epoch": e, "train_loss": float(sum(losses.get(e, [math.nan])) / max(1, len(losses.get(e, [1])))),
+                     "eval_loss": epochs.get(e, {}).get("eval_loss"), "wall_s": walls.get(e),
+                     "checkpoint": ckpts[e].name})
+    return {"trainable_params": trainable, "total_params": total, "epochs": rows,
+            "log_history": state["log_history"], **extra}
+
+
+def save_adapter_identity(ckpt: Path, identity: dict[str, Any], profile: str) -> None:
+    """Record which base model an adapter was trained on, so loading it on another base fails clearly."""
+    (Path(ckpt) / "cqa_base.json").write_text(json.dumps({"profile": profile, "base": identity}))
+
+
+def copy_final(out_dir: Path, dest: Path) -> None:
+    """Copy the last checkpoint's adapter to ``dest`` (helper for users who want one adapter dir)."""
+    ck = complete_checkpoints(out_dir)
+    shutil.copytree(ck[max(ck)], dest, dirs_exist_ok=True)
+
+
+def qwen25_7b_trainable(rank: int = 32) -> tuple[int, int]:
+    """(trainable, total) parameters of the paper's LoRA on Qwen2.5-7B's architecture, built on the meta device.
+
+    The architecture numbers are Qwen2.5-7B's published config (28 layers, hidden 3584, 28 heads with
+    4 KV heads, FFN 18944, vocab 152064); no weights are downloaded.
+    """
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from .config import PaperHParams
+
+    cfg = Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                      num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=131072,
+                      tie_word_embeddings=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    hp = PaperHParams(lora_rank=rank)
+    return get_peft_model(model, lora_config(hp)).get_nb_trainable_parameters()
