@@ -17,11 +17,10 @@ from typing import Any
 import pandas as pd
 
 from .artifacts import atomic_write
-from .config import REPO_ROOT, DataPaths, get_profile, deviations
-from .run import BOOK_RUN_DIR, NOTEBOOKS
+from .config import REPO_ROOT, DataPaths, deviations, get_profile
+from .run import NOTEBOOKS
 
-STATIC = REPO_ROOT / "_static"
-BUILD = REPO_ROOT / "_build"
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 1, "03_train": 1, "07_figures": 4}
 
 
@@ -38,8 +37,8 @@ def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return df.apply(lambda c: c.map(lambda v: f"{v:.{digits}f}" if isinstance(v, float) else v))
 
 
-def render_pages(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write the run-summary chapters into ``book/run``."""
+def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> None:
+    """Write the run-summary chapters into ``book_run`` (``<root>/book/run``)."""
     art = Path(run_dir) / "artifacts"
     prof = get_profile(manifest["profile"])
     data = DataPaths(**{k: Path(v) for k, v in manifest["data"].items()})
@@ -52,12 +51,12 @@ def render_pages(run_dir: Path, manifest: dict[str, Any]) -> None:
             "Each verdict is computed from this run by `cqa_utils/claims.py` (also shown at the end of notebook 07). "
             "\"Replicated\" means the paper's pattern appears in this setting; it says nothing about the paper's own data.\n\n"
             f"**Verdicts:** {', '.join(f'{k}: {v}' for k, v in counts.items())}.\n\n{_md_table(claims)}\n")
-    atomic_write(BOOK_RUN_DIR / "claims.md", lambda p: p.write_text(page))
+    atomic_write(book_run / "claims.md", lambda p: p.write_text(page))
     dev = pd.DataFrame(deviations(prof, data))
     page = ("# Deviations from the paper\n\nEvery difference between this run and the paper's setup, and why. "
             "Produced by `cqa_utils.config.deviations` for this run's profile and data; the paper's §3.4 "
             "hyperparameters are otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev) + "\n")
-    atomic_write(BOOK_RUN_DIR / "deviations.md", lambda p: p.write_text(page))
+    atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
     nb = pd.DataFrame(manifest["notebooks"])
     st = pd.DataFrame(manifest.get("stages", []))
     ver = pd.DataFrame(sorted(manifest["versions"].items()), columns=["package", "version"])
@@ -71,16 +70,18 @@ def render_pages(run_dir: Path, manifest: dict[str, Any]) -> None:
             "To re-run exactly this: `cqa run --profile " + manifest["profile"] + "` then `cqa book`.\n\n"
             f"## Wall time per notebook\n\n{_md_table(_fmt(nb, 1))}\n\n"
             "## Stages computed or reused\n\nA stage is reused when the hash of its inputs (data files, configuration, model "
-            f"identity, its code version, upstream keys) matches its last complete run.\n\n{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
+            "identity, its code version, upstream keys) matches its last complete run.\n\n"
+            f"{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
             f"## Package versions\n\n{_md_table(ver)}\n\n## Hardware\n\n{_md_table(hw)}\n")
-    atomic_write(BOOK_RUN_DIR / "reproducibility.md", lambda p: p.write_text(page))
-    atomic_write(BOOK_RUN_DIR / "performance.md", lambda p: p.write_text(performance_page()))
+    atomic_write(book_run / "reproducibility.md", lambda p: p.write_text(page))
+    atomic_write(book_run / "performance.md", lambda p: p.write_text(performance_page()))
 
 
 def performance_page() -> str:
     """The Performance appendix: the newest benchmark results file as tables and a bar chart."""
     files = sorted((REPO_ROOT / "bench" / "results").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    head = "# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline measured in the same run.\n\n"
+    head = ("# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline "
+            "measured in the same run.\n\n")
     if not files:
         return head + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n"
     res = json.loads(files[-1].read_text())
@@ -91,42 +92,51 @@ def performance_page() -> str:
     return "".join(out)
 
 
-def copy_plotly_js() -> None:
+def copy_plotly_js(root: Path) -> None:
     """Serve plotly.js from the book itself (offline): copy plotly's bundled copy into ``_static``."""
     import plotly
 
     src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    STATIC.mkdir(exist_ok=True)
-    if not (STATIC / "plotly.min.js").exists() or (STATIC / "plotly.min.js").stat().st_size != src.stat().st_size:
-        shutil.copy2(src, STATIC / "plotly.min.js")
+    static = Path(root) / "_static"
+    static.mkdir(exist_ok=True)
+    if not (static / "plotly.min.js").exists() or (static / "plotly.min.js").stat().st_size != src.stat().st_size:
+        shutil.copy2(src, static / "plotly.min.js")
 
 
-def build(strict: bool = True, log=print) -> Path:
+def copy_sources(root: Path) -> None:
+    """Copy the book's configuration and narrative chapters to another root (to build a book elsewhere)."""
+    for rel in BOOK_SOURCES:
+        (Path(root) / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, Path(root) / rel)
+
+
+def build(strict: bool = True, log=print, root: Path = REPO_ROOT) -> Path:
     """Render the run pages and build the HTML book with Jupyter Book; returns the HTML folder."""
-    missing = [n for n in NOTEBOOKS if not (BOOK_RUN_DIR / f"{n}.ipynb").exists()]
+    book_run = Path(root) / "book" / "run"
+    missing = [n for n in NOTEBOOKS if not (book_run / f"{n}.ipynb").exists()]
     if missing:
-        raise FileNotFoundError(f"no executed notebooks for the book in {BOOK_RUN_DIR} (missing {missing}): run `cqa run` first")
-    manifest = json.loads((BOOK_RUN_DIR / "manifest.json").read_text())
-    run_dir = Path((BOOK_RUN_DIR / "RUN_DIR").read_text().strip())
+        raise FileNotFoundError(f"no executed notebooks for the book in {book_run} (missing {missing}): run `cqa run` first")
+    manifest = json.loads((book_run / "manifest.json").read_text())
+    run_dir = Path((book_run / "RUN_DIR").read_text().strip())
     for n in NOTEBOOKS:  # an executed notebook with an error output must never be published
-        nb = json.loads((BOOK_RUN_DIR / f"{n}.ipynb").read_text())
+        nb = json.loads((book_run / f"{n}.ipynb").read_text())
         for cell in nb["cells"]:
             for o in cell.get("outputs", []):
                 if o.get("output_type") == "error":
                     raise RuntimeError(f"{n}.ipynb holds an error output ({o.get('ename')}): fix and re-run before building")
-    render_pages(run_dir, manifest)
-    copy_plotly_js()
+    render_pages(run_dir, manifest, book_run)
+    copy_plotly_js(root)
     exe = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(REPO_ROOT), "--path-output", str(REPO_ROOT), "--keep-going"]
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output", str(root), "--keep-going"]
     if strict:
         cmd += ["-W", "-n"]
     log("building the book: " + " ".join(cmd[1:]))
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         log(proc.stdout[-4000:])
         log(proc.stderr[-4000:])
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode})")
-    html = BUILD / "html"
+    html = Path(root) / "_build" / "html"
     problems = check_html(html)
     if problems:
         raise RuntimeError("built HTML is missing figures: " + "; ".join(problems))

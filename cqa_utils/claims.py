@@ -33,7 +33,8 @@ def build_claims(table1: pd.DataFrame, table2: pd.DataFrame, epochs: pd.DataFram
                      "epoch 5: Δ(ΔI)=+9.58, Wilcoxon p=0.041, d=0.50",
                      f"epoch {pe}: Δ(ΔI)={lm:+.2f}, p={lp:.3f}, {d_col}={ld:.2f}", bool(lm > 0 and lp < ALPHA)))
     rows.append(_row("No significant effect in the factual control at the same checkpoint", "§5.1",
-                     "epoch 5: Δ(ΔI)=−3.04, p=0.689, d=−0.12", f"epoch {pe}: Δ(ΔI)={fac.loc[pe, 'delta']:+.2f}, p={fp:.3f}, {d_col}={fd:.2f}",
+                     "epoch 5: Δ(ΔI)=−3.04, p=0.689, d=−0.12",
+                     f"epoch {pe}: Δ(ΔI)={fac.loc[pe, 'delta']:+.2f}, p={fp:.3f}, {d_col}={fd:.2f}",
                      bool(fp >= ALPHA), "absence of significance at n=20 is weak evidence of no effect"))
     rows.append(_row("Calibration is domain-selective (literary significant, factual null)", "§5.1, §6.1",
                      "literary p<0.05 and factual p>0.5 at epoch 5",
@@ -92,7 +93,8 @@ def build_claims(table1: pd.DataFrame, table2: pd.DataFrame, epochs: pd.DataFram
     rows.extend(_row(c, w, "(see paper)", "—", None, why) for c, w, why in untestable)
     df = pd.DataFrame(rows)
     if setting:
-        df["note"] = df.apply(lambda r: (r.note + "; " if r.note else "") + setting if r.verdict != "cannot be tested here" else r.note, axis=1)
+        tested = df.verdict != "cannot be tested here"
+        df.loc[tested, "note"] = [(n + "; " if n else "") + setting for n in df.loc[tested, "note"]]
     return df
 
 

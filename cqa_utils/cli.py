@@ -31,7 +31,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .run import run_pipeline
 
     t0 = time.perf_counter()
-    m = run_pipeline(a.profile, a.run_dir, a.data_dir, _params(a.param), a.only)
+    from .config import REPO_ROOT
+
+    m = run_pipeline(a.profile, a.run_dir, a.data_dir, _params(a.param), a.only, book_root=None if a.no_publish else REPO_ROOT)
     print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; manifest: {Path(m['run_dir']) / 'manifest.json'}")
     for s in m["notebooks"]:
         print(f"  {s['notebook']:18s} {s['wall_s']:8.1f} s")
@@ -108,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="a folder with train.jsonl and benchmark/{pairs,continuations}.jsonl")
     r.add_argument("-p", "--param", action="append", default=[], help="notebook parameter NAME=VALUE (repeatable)")
     r.add_argument("--only", nargs="*", help="run only these notebooks (e.g. 05_delta_delta_i)")
+    r.add_argument("--no-publish", action="store_true", help="do not copy the executed notebooks to book/run")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("book", help="build the HTML book from the latest run (no re-execution)")
     b.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")

@@ -55,13 +55,15 @@ def read_jsonl(path: str | Path) -> Records:
         try:
             text = bline.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DataError(path, no, None, f"expected UTF-8, found invalid byte {bline[e.start:e.start + 1]!r} at column {e.start + 1}") from None
+            bad = bline[e.start:e.start + 1]
+            raise DataError(path, no, None, f"expected UTF-8, found invalid byte {bad!r} at column {e.start + 1}") from None
         if not text.strip():
             continue
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(path, no, None, f"expected one JSON object per line, found malformed JSON ({e.msg} at column {e.colno})") from None
+            raise DataError(path, no, None,
+                            f"expected one JSON object per line, found malformed JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise DataError(path, no, None, f"expected a JSON object, found {type(obj).__name__}")
         rows.append(obj)
@@ -117,7 +119,8 @@ def validate_train(rec: Records) -> Records:
                 raise DataError(rec.path, rec.lines[i], "decision.candidates", f"expected a list of at least 2 candidates, found {found}")
             for j, c in enumerate(cands):
                 if not isinstance(c, str) or not c.strip():
-                    raise DataError(rec.path, rec.lines[i], f"decision.candidates[{j}]", f"expected non-empty text, found {json.dumps(c)[:40]}")
+                    raise DataError(rec.path, rec.lines[i], f"decision.candidates[{j}]",
+                                    f"expected non-empty text, found {json.dumps(c)[:40]}")
             ch = d.get("expert_choice")
             if isinstance(ch, bool) or not isinstance(ch, int):
                 raise DataError(rec.path, rec.lines[i], "decision.expert_choice", f"expected an integer index, found {json.dumps(ch)}")
@@ -167,7 +170,8 @@ def guess_kind(rec: Records) -> str:
         return "pairs"
     if "output" in first or "instruction" in first:
         return "train"
-    raise DataError(rec.path, rec.lines[0], None, "cannot tell the file's kind: expected `output` (train), `good`/`bad` (pairs) or `passage` (continuations)")
+    raise DataError(rec.path, rec.lines[0], None,
+                    "cannot tell the file's kind: expected `output` (train), `good`/`bad` (pairs) or `passage` (continuations)")
 
 
 def load(path: str | Path, kind: str | None = None) -> Records:

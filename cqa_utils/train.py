@@ -100,10 +100,27 @@ def lora_config(hp: PaperHParams):
                       task_type="CAUSAL_LM")
 
 
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX); autocast is slow without it."""
+    try:
+        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_bf16(profile: Profile) -> bool:
+    """The paper trains in bf16 mixed precision; on a CPU only where bf16 is native."""
+    if profile.hparams.mixed_precision != "bf16":
+        return False
+    return profile.device == "cuda" or (profile.model_kind == "gguf" and cpu_has_bf16())
+
+
 def sft_config(profile: Profile, out_dir: Path, fast: bool = True):
     """trl SFTConfig with every field of §3.4 set explicitly (parity notes §4).
 
-    ``fast`` only changes speed knobs with no effect on the maths: gradient checkpointing off.
+    ``fast`` changes only speed knobs (gradient checkpointing off, a loss computed on the label
+    positions only, eval asks for the loss alone); the optimisation problem is the same.
     """
     from trl import SFTConfig
 
@@ -114,14 +131,52 @@ def sft_config(profile: Profile, out_dir: Path, fast: bool = True):
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
         per_device_eval_batch_size=hp.per_device_eval_batch_size, lr_scheduler_type=hp.lr_scheduler_type,
         warmup_steps=hp.warmup_ratio, optim=hp.optim, weight_decay=hp.weight_decay, max_grad_norm=hp.max_grad_norm,
-        bf16=profile.dtype == "bfloat16", fp16=False, neftune_noise_alpha=hp.neftune_noise_alpha, packing=False,
+        bf16=uses_bf16(profile), fp16=False, neftune_noise_alpha=hp.neftune_noise_alpha, packing=False,
         padding_free=False, pad_to_multiple_of=hp.pad_to_multiple_of, max_length=None, eval_strategy="epoch",
         save_strategy="epoch", save_total_limit=None, load_best_model_at_end=hp.load_best_model_at_end,
         logging_strategy="steps", logging_steps=1, seed=hp.seed, data_seed=hp.seed, report_to="none",
         gradient_checkpointing=not fast, dataloader_pin_memory=False, use_cpu=profile.device == "cpu",
         disable_tqdm=True, save_only_model=False, dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False,
+        remove_unused_columns=False, prediction_loss_only=True,
     )
+
+
+def fast_trainer_class():
+    """SFTTrainer whose loss runs the LM head on label positions only (same sum / num_items_in_batch as trl).
+
+    trl's default path adds a chunked log-prob kernel and per-step entropy/accuracy metrics; on a CPU these
+    cost more than the model's own forward pass. NEFTune's embedding hook and LoRA dropout are untouched.
+    """
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class FastSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            dev = inputs["input_ids"].device.type
+            # bf16 mixed precision as the paper's `bf16: true`; made explicit because accelerate does not
+            # autocast on a CPU. LoRA weights and the optimizer stay fp32.
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
+                hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                            use_cache=False).last_hidden_state
+            labels = inputs["labels"][:, 1:]
+            mask = labels != -100
+            logits = base.get_output_embeddings()(hidden[:, :-1][mask]).float()
+            total = F.cross_entropy(logits, labels[mask], reduction="sum")
+            denom = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+            loss = total / torch_as(denom, total).clamp(min=1)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return FastSFTTrainer
+
+
+def torch_as(x: Any, like: Any) -> Any:
+    """``x`` as a tensor on ``like``'s device."""
+    import torch
+
+    return torch.as_tensor(x, device=like.device, dtype=like.dtype)
 
 
 class _EpochLog:
@@ -147,7 +202,9 @@ class _EpochLog:
                 info = {"epoch": state.epoch, "step": state.global_step,
                         "epoch_wall_s": self.rows[-1]["wall_s"] if self.rows else None}
                 save_adapter_identity(ck, identity, profile)
-                (ck / COMPLETE_MARKER).write_text(json.dumps(info))  # written last: the save is complete
+                from .artifacts import write_json
+
+                write_json(ck / COMPLETE_MARKER, info)  # written last (atomically): the save is complete
                 with open(log_path, "a") as f:
                     f.write(json.dumps(info) + "\n")
                 progress(f"  epoch {info['epoch']:.0f} saved ({info['epoch_wall_s'] or 0:.0f} s)")
@@ -181,8 +238,9 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     cols = lambda rows: Dataset.from_list([{k: ex[k] for k in ("input_ids", "labels")} for ex in rows])  # noqa: E731
     tr = [build_example(tokenizer, r, hp.template, hp.cutoff_len) for r in train_rows]
     va = [build_example(tokenizer, r, hp.template, hp.cutoff_len) for r in val_rows]
-    trainer = SFTTrainer(model=peft_model, args=sft_config(profile, out_dir, fast), train_dataset=cols(tr),
-                         eval_dataset=cols(va), processing_class=tokenizer)
+    trainer_cls = fast_trainer_class() if fast else SFTTrainer
+    trainer = trainer_cls(model=peft_model, args=sft_config(profile, out_dir, fast), train_dataset=cols(tr),
+                          eval_dataset=cols(va), processing_class=tokenizer)
     log_path = out_dir / "epochs.jsonl"
     from transformers.trainer_callback import PrinterCallback
 

@@ -89,7 +89,8 @@ def test_same_text_in_training_and_benchmark(standin_copy):
     pairs[3]["context"] = train[7]["output"][:400]  # a benchmark context copied from a training judgment
     write_rows(standin_copy / "benchmark" / "pairs.jsonl", pairs)
     with pytest.raises(DataError) as e:
-        load_all(standin_copy / "train.jsonl", standin_copy / "benchmark" / "pairs.jsonl", standin_copy / "benchmark" / "continuations.jsonl")
+        bench = standin_copy / "benchmark"
+        load_all(standin_copy / "train.jsonl", bench / "pairs.jsonl", bench / "continuations.jsonl")
     assert "pairs.jsonl:4: context" in str(e.value) and "train.jsonl:8" in str(e.value)
 
 
