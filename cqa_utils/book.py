@@ -21,7 +21,7 @@ from .config import REPO_ROOT, DataPaths, deviations, get_profile
 from .run import NOTEBOOKS
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
-FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 1, "03_train": 1, "07_figures": 4}
+FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "06_delta_logp": 1, "07_figures": 4}
 
 
 def _md_table(df: pd.DataFrame) -> str:

@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="speed benchmarks (separate from the tests)")
     be.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     be.add_argument("--only", nargs="*", default=None, help="sections: scoring sweep training")
-    be.add_argument("--train-steps", type=int, default=20)
+    be.add_argument("--train-steps", type=int, default=16, help="training rows for the one-epoch training comparison")
     be.set_defaults(func=cmd_bench)
     return p
 

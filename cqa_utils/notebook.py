@@ -46,8 +46,17 @@ class Stage:
 
 def setup(stage: str, profile: str, run_dir: str, data_dir: str = "", overrides: dict[str, Any] | None = None) -> Stage:
     """Resolve the profile (with hyperparameter overrides), open the run directory, configure display."""
+    import warnings
+
     import pandas as pd
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the executed notebooks
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     pd.set_option("display.precision", 4)
     pd.set_option("display.max_columns", 30)
     pd.set_option("display.width", 200)

@@ -3,7 +3,9 @@
 For each decision point, P_pretrained over its candidates is the softmax of log P(candidate |
 context) (raw sums, and length-normalised: mean log-prob per token); P_expert puts 1 − ε on the
 expert's choice and spreads ε over the others so the divergence stays finite. Decision points are
-ranked by KL(P_expert ‖ P_pretrained), in nats.
+ranked by KL(P_expert ‖ P_pretrained), in nats, by default on the length-normalised distribution:
+candidates differ in length by up to ~1.7×, and raw sums of log-probs then differ by tens of nats,
+so the raw softmax mostly measures which candidate is shortest (both columns are kept).
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ def kl(p: Sequence[float], q: Sequence[float]) -> float:
     return float(np.sum(p[m] * (np.log(p[m]) - np.log(q[m]))))
 
 
+RANK_BY = ("kl_norm", "kl_raw")
+
+
 def prescreen(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
-              epsilon: float = EPSILON, max_tokens: int = 4096) -> pd.DataFrame:
-    """Score every decision's candidates and rank the decision points by KL (largest first)."""
+              epsilon: float = EPSILON, max_tokens: int = 4096, rank_by: str = "kl_norm") -> pd.DataFrame:
+    """Score every decision's candidates and rank the decision points by ``rank_by`` (largest KL first)."""
+    if rank_by not in RANK_BY:
+        raise ValueError(f"rank_by must be one of {RANK_BY}, found {rank_by!r}")
     reqs, owners = [], []
     for i, r in enumerate(rows):
         d = r.get("decision")
@@ -66,7 +73,7 @@ def prescreen(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix
             "kl_uniform": kl(pe, np.full(k, 1 / k)),
             "logp_candidates": [s.total for s in ss], "n_tokens_candidates": [s.n for s in ss],
         })
-    df = pd.DataFrame(out).sort_values("kl_raw", ascending=False, ignore_index=True)
+    df = pd.DataFrame(out).sort_values(rank_by, ascending=False, ignore_index=True)
     df.insert(1, "rank", np.arange(1, len(df) + 1))
     return df
 

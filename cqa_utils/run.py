@@ -127,6 +127,7 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
                     raise PipelineError(f"{name}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
                                         f"{e.ename}: {first}\n  executed notebook with the traceback: {out}") from None
                 dt = time.perf_counter() - t0
+                tag_parameter_cells(out)
                 stages.append({"notebook": name, "wall_s": round(dt, 2)})
                 log(f"[{name}] done in {dt:.1f} s")
     finally:
@@ -151,6 +152,22 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     if book_root is not None and all((run_dir / "executed" / f"{n}.ipynb").exists() for n in NOTEBOOKS):
         publish(run_dir, book_root)
     return manifest
+
+
+def tag_parameter_cells(path: Path) -> None:
+    """Fold the notebook's default-parameters cell in the book (the injected cell shows the values used)."""
+    import nbformat
+
+    from .artifacts import atomic_write
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+        if "injected-parameters" in tags:
+            cell.source = "# Parameters of this run (injected by papermill)\n" + cell.source.replace("# Parameters\n", "", 1)
+    atomic_write(path, lambda p: nbformat.write(nb, p))
 
 
 def publish(run_dir: Path, book_root: Path = REPO_ROOT) -> Path:

@@ -74,20 +74,20 @@ def stage01_data(st: Stage) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ 02
-def stage02_prescreen(st: Stage, epsilon: float, top_k: int | None) -> bool:
+def stage02_prescreen(st: Stage, epsilon: float, top_k: int | None, rank_by: str = "kl_norm") -> bool:
     """§3.3.1 KL prescreen on the base model; records which decision points training keeps."""
     from . import prescreen as P
 
     corpus = load_corpus(st)
     stage_key(st, "01_data")  # the data stage must have run; it is not part of the key (benchmark edits don't matter here)
-    inputs = {"train": _data_hashes(st)["train"], "epsilon": epsilon, "top_k": top_k, "model": model_key(st.profile),
+    inputs = {"train": _data_hashes(st)["train"], "epsilon": epsilon, "top_k": top_k, "rank_by": rank_by, "model": model_key(st.profile),
               "code": source_hash("prescreen", "scoring", "models")}
 
     def compute() -> None:
         from .models import load_model, load_tokenizer, prefix_token_id
 
         tok, model = load_tokenizer(st.profile), load_model(st.profile)
-        ranking = P.prescreen(model, tok, corpus.train.rows, prefix_token_id(tok), epsilon, st.profile.score_batch_tokens)
+        ranking = P.prescreen(model, tok, corpus.train.rows, prefix_token_id(tok), epsilon, st.profile.score_batch_tokens, rank_by)
         st.run.save("02_kl_prescreen", "ranking.parquet", ranking)
         keep = P.keep_top_k(ranking, top_k) | {r["id"] for r in corpus.train.rows if "decision" not in r}
         st.run.save("02_kl_prescreen", "keep.json", {"top_k": top_k, "epsilon": epsilon, "keep_ids": sorted(keep)})

@@ -98,3 +98,16 @@ def test_prefix_token_choice(smoke):
 
 def test_units():
     assert scoring.to_bits(np.log(2.0)) == pytest.approx(1.0)
+
+
+def test_shared_context_equals_separate_scoring(smoke):
+    _, tok, model, pid = smoke
+    rows = [{"id": f"p{i}", "domain": "literary", "context": ctx, "good": g, "bad": b} for i, (ctx, g, b) in enumerate([
+        ("Nessa opened the door and looked at the rain.", "It fell softly on the step.", "It was a lovely day for a picnic, she said."),
+        ("Short.", "x", "A much longer option than the other one here."),
+        ("Trailing space ", "one", "two"),
+    ])]
+    a = scoring.score_pairs(model, tok, rows, pid, share_context=True)
+    b = scoring.score_pairs(model, tok, rows, pid, share_context=False)
+    cols = ["logp_cond_good", "logp_cond_bad", "logp_uncond_good", "logp_uncond_bad", "n_tokens_good", "n_tokens_bad"]
+    np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), atol=1e-4)
