@@ -60,7 +60,8 @@ def test_sft_config_reproduces_section_3_4(tmp_path):
     assert (cfg.learning_rate, cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (2e-4, 12, 1, 2)
     assert (cfg.lr_scheduler_type.value if hasattr(cfg.lr_scheduler_type, "value") else cfg.lr_scheduler_type) == "cosine"
     assert cfg.warmup_steps == 0.1 and cfg.neftune_noise_alpha == 5.0 and cfg.pad_to_multiple_of == 8
-    assert cfg.per_device_eval_batch_size == 1 and not cfg.bf16 and not cfg.load_best_model_at_end
+    assert cfg.per_device_eval_batch_size == 1 and cfg.bf16 == T.uses_bf16(get_profile("cpu")) and not cfg.load_best_model_at_end
+    assert T.uses_bf16(get_profile("cpu")) == T.cpu_has_bf16() and not T.uses_bf16(get_profile("smoke"))
     assert get_profile("paper").dtype == "bfloat16" and PAPER.mixed_precision == "bf16"
     assert not cfg.gradient_checkpointing and cfg.save_strategy == "epoch" and cfg.eval_strategy == "epoch" and cfg.seed == 42
     assert str(cfg.optim.value if hasattr(cfg.optim, "value") else cfg.optim) == "adamw_torch"
