@@ -74,12 +74,15 @@ def build_claims(table1: pd.DataFrame, table2: pd.DataFrame, epochs: pd.DataFram
                          bool(t2.loc["literary", "delta"] < t2.loc["factual combined", "delta"])))
     lit_ids = pair_scores[(pair_scores.domain == "literary")]
     b, a = lit_ids[lit_ids.model == "base"].set_index("id"), lit_ids[lit_ids.epoch == pe].set_index("id")
-    cond = ((a.logp_cond_good - a.logp_cond_bad) - (b.logp_cond_good - b.logp_cond_bad)).abs().mean()
-    unc = ((a.logp_uncond_good - a.logp_uncond_bad) - (b.logp_uncond_good - b.logp_uncond_bad)).abs().mean()
-    rows.append(_row("Fine-tuning changes H(X|Y), not H(X)", "§6.1, Figure 2",
-                     "H(X) largely unchanged; P(x|y) concentrates on the good candidate",
-                     f"mean |change| of the good−bad log-odds: with context {cond:.2f} nats, without {unc:.2f} nats",
-                     bool(cond > unc), "operationalised on the two-candidate benchmark pairs"))
+    d_cond = (a.logp_cond_good - a.logp_cond_bad) - (b.logp_cond_good - b.logp_cond_bad)
+    d_unc = (a.logp_uncond_good - a.logp_uncond_bad) - (b.logp_uncond_good - b.logp_uncond_bad)
+    rows.append(_row("Fine-tuning sharpens P(x|y) toward the good candidate while H(X) stays put", "§6.1, Figure 2",
+                     "P(x|y) concentrates on the constraint-satisfying candidate; H(X) largely unchanged",
+                     f"literary pairs, epoch {pe}: good−bad log-odds with context moved {d_cond.mean():+.2f} nats on average "
+                     f"(|change| {d_cond.abs().mean():.2f}); without context |change| {d_unc.abs().mean():.2f}",
+                     bool(d_cond.mean() > 0 and d_unc.abs().mean() < 0.5 * d_cond.abs().mean()),
+                     "operationalised on the two-candidate pairs: replicated when the conditional log-odds move toward the "
+                     "good option and the unconditional ones move less than half as much"))
     untestable = [
         ("Public alignment datasets under-cover audience and reality constraints", "§1.3, §7",
          "no corpus survey can run offline here; the book reports the stand-in's own coverage count instead"),
