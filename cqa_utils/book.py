@@ -87,8 +87,13 @@ def performance_page() -> str:
     res = json.loads(files[-1].read_text())
     out = [head, f"Results file: `bench/results/{files[-1].name}`; machine: {res.get('machine', {}).get('cpu', '?')} "
                  f"({res.get('machine', {}).get('cpu_count', '?')} cores), {res.get('date', '')}.\n"]
+    lead = ("stage", "scorer", "mode", "setup")
     for section, rows in res.get("sections", {}).items():
-        out.append(f"\n## {section}\n\n{_md_table(_fmt(pd.DataFrame(rows), 4))}\n")
+        df = pd.DataFrame(rows)
+        df = df[[c for c in lead if c in df] + [c for c in df if c not in lead]]
+        df = df.apply(lambda c: c.map(lambda v: (f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}") if isinstance(v, float) and v == v
+                                      else ("" if isinstance(v, float) else v)))
+        out.append(f"\n## {section}\n\n{_md_table(df)}\n")
     return "".join(out)
 
 
