@@ -66,14 +66,6 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def check_parameters(nb: Path, params: dict[str, Any]) -> dict[str, Any]:
-    """Keep the parameters this notebook declares; an unknown one meant for it is an error upstream."""
-    import papermill as pm
-
-    declared = pm.inspect_notebook(str(nb))
-    return {k: v for k, v in params.items() if k in declared}
-
-
 def declared_parameters() -> dict[str, set[str]]:
     """Parameter names declared by each notebook's ``parameters`` cell."""
     import papermill as pm
@@ -95,7 +87,8 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     run_dir = Path(run_dir or REPO_ROOT / "runs" / prof.name).resolve()
     data = DataPaths.from_dir(data_dir)
     params = dict(params or {})
-    known = set().union(*declared_parameters().values())
+    declared = declared_parameters()
+    known = set().union(*declared.values())
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; the notebooks declare {sorted(known)}")
@@ -120,7 +113,7 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
                 log(f"[{name}] start")
                 t0 = time.perf_counter()
                 try:
-                    pm.execute_notebook(str(src), str(out), parameters=check_parameters(src, base | params),
+                    pm.execute_notebook(str(src), str(out), parameters={k: v for k, v in (base | params).items() if k in declared[name]},
                                         kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=True)
                 except pm.PapermillExecutionError as e:
                     first = str(e.evalue).splitlines()[0] if e.evalue else ""
@@ -174,7 +167,7 @@ def publish(run_dir: Path, book_root: Path = REPO_ROOT) -> Path:
     """Place the executed notebooks and the manifest where the book reads them (``<book_root>/book/run``)."""
     import shutil
 
-    from .stages import copy_tree_atomic
+    from .artifacts import copy_tree_atomic
 
     run_dir = Path(run_dir)
     dest = Path(book_root) / "book" / "run"

@@ -6,7 +6,6 @@ reads what was written and tells the story. Keys for reuse: see :func:`cqa_utils
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -207,18 +206,6 @@ def stage07_claims(st: Stage, primary_epoch: int = PRIMARY_EPOCH, d_col: str = "
         st.run.save("07_figures", "claims.csv", claims)
 
     return cached(st, inputs, compute)
-
-
-def copy_tree_atomic(src: Path, dest: Path) -> None:
-    """Replace ``dest`` by a copy of ``src`` via a temporary sibling and a rename."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    old = dest.with_name(dest.name + ".old")
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def stage_table(run_dir: Path) -> list[dict[str, Any]]:

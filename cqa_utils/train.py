@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -298,11 +297,6 @@ def save_adapter_identity(ckpt: Path, identity: dict[str, Any], profile: str) ->
     """Record which base model an adapter was trained on, so loading it on another base fails clearly."""
     (Path(ckpt) / "cqa_base.json").write_text(json.dumps({"profile": profile, "base": identity}))
 
-
-def copy_final(out_dir: Path, dest: Path) -> None:
-    """Copy the last checkpoint's adapter to ``dest`` (helper for users who want one adapter dir)."""
-    ck = complete_checkpoints(out_dir)
-    shutil.copytree(ck[max(ck)], dest, dirs_exist_ok=True)
 
 
 def qwen25_7b_trainable(rank: int = 32) -> tuple[int, int]:
