@@ -118,9 +118,8 @@ def bench_scoring(profile: str, data: DataPaths, repeats: int = 1) -> list[dict[
     conts = load(data.continuations, "continuations").rows
     from .scoring import score_continuations
 
-    t_shared, _ = timed(lambda: (score_pairs(model, tok, pairs, pid, prof.score_batch_tokens),
-                                 score_continuations(model, tok, conts, pid, prof.score_batch_tokens)))
-    sp = score_pairs(model, tok, pairs, pid, prof.score_batch_tokens)
+    t_shared, (sp, _) = timed(lambda: (score_pairs(model, tok, pairs, pid, prof.score_batch_tokens),
+                                       score_continuations(model, tok, conts, pid, prof.score_batch_tokens)))
     ours_pairs = np.ravel(sp[["logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad"]].to_numpy())
     rows.append({"scorer": "cqa score_pairs + score_continuations (what the sweep runs)", "wall_s": t_shared,
                  "tokens_per_s": fed / t_shared, "speedup_vs_lm_eval": None,

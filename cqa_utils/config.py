@@ -177,6 +177,9 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
         add("hardware", "1 × NVIDIA A800-80GB (~5 min 35 s training)", "CPU", "no accelerator on the reference machine")
     add("framework", "LLaMA-Factory", "trl 1.16 + peft 0.21, LLaMA-Factory-style pre-built input_ids/labels",
         "field-by-field mapping in shared/notes/llama-factory-parity.md")
+    add("KL prescreen ranking", "KL(P_expert ‖ P_pretrained); smoothing and length handling not stated",
+        "ε = 0.01; ranked by the length-normalised KL by default (raw KL also shown)",
+        "Candidates differ in length, so a softmax over raw summed log-probs mostly measures which is shortest.")
     add("chat template", "not stated", f"`{profile.hparams.template}`",
         "The paper does not name the template; `default` is what the LLaMA-Factory WebUI picks for base models.")
     ref = PaperHParams()

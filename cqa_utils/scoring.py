@@ -92,6 +92,12 @@ def _parts(model: Any) -> tuple[Any, Any]:
     return m.get_decoder(), m.get_output_embeddings()
 
 
+def _token_logprobs(head: Any, rows: torch.Tensor, targets: Sequence[int]) -> np.ndarray:
+    """log P(target) at each hidden row: LM head on these rows only, fp32 log-softmax, gather."""
+    lp = F.log_softmax(head(rows).float(), dim=-1)
+    return lp.gather(1, torch.tensor(list(targets), device=rows.device)[:, None])[:, 0].double().cpu().numpy()
+
+
 def _batches(lengths: Sequence[int], max_tokens: int) -> Iterable[list[int]]:
     """Indices grouped longest-first so each padded batch holds at most ``max_tokens`` tokens."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -126,9 +132,7 @@ def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, 
             keep[r, len(e.ctx) - 1: len(seq)] = True  # positions whose next token is a continuation token
             targets.extend(e.cont)
         hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
-        logits = head(hidden[keep.to(device)]).float()
-        lp = F.log_softmax(logits, dim=-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
-        lp = lp.double().cpu().numpy()
+        lp = _token_logprobs(head, hidden[keep.to(device)], targets)
         pos = 0
         for i in idx:
             e = items[i]
@@ -165,8 +169,7 @@ def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]])
     res = []
     for j, c in enumerate(conts):
         rows = first if len(c) == 1 else torch.cat([first, hidden[j, : len(c) - 1]], 0)
-        lp = F.log_softmax(head(rows).float(), dim=-1).gather(1, torch.tensor(c, device=device)[:, None])[:, 0]
-        res.append(lp.double().cpu().numpy())
+        res.append(_token_logprobs(head, rows, c))
     return res
 
 
