@@ -10,8 +10,13 @@ Tokenisation (shared/DESIGN.md "Metrics", shared/notes/scoring.md):
   a request whose joint encoding differs from the separate one is flagged (``boundary_ok``);
 * if the fed sequence ``[P] + y + x[:-1]`` exceeds the window, y is cut from the left (P kept), never x.
 
-Batches are length-sorted and right-padded with an attention mask; the LM head and an fp32
-log-softmax run only at the positions that predict continuation tokens.
+Speed (bench/README.md has the measurements). Requests that share their context ids are scored with the
+context run once (its key/value cache reused for each continuation). The rest go in length-sorted,
+right-padded batches fed *without* an attention mask: in a causal LM a real token never attends to the
+padding after it and positions count from 0 either way, so the real positions' outputs are those of the
+unpadded sequence (as in lm-evaluation-harness), and the explicit-mask attention path is avoided. The LM head
+runs only on rows that predict a continuation token, and log P(t) = logit_t - logsumexp(logits) in fp32
+(no full-vocabulary log-softmax is written).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 LN2 = math.log(2.0)
 
@@ -93,9 +97,10 @@ def _parts(model: Any) -> tuple[Any, Any]:
 
 
 def _token_logprobs(head: Any, rows: torch.Tensor, targets: Sequence[int]) -> np.ndarray:
-    """log P(target) at each hidden row: LM head on these rows only, fp32 log-softmax, gather."""
-    lp = F.log_softmax(head(rows).float(), dim=-1)
-    return lp.gather(1, torch.tensor(list(targets), device=rows.device)[:, None])[:, 0].double().cpu().numpy()
+    """log P(target) at each hidden row: LM head on these rows only, then logit - logsumexp in fp32."""
+    logits = head(rows).float()
+    tgt = torch.tensor(list(targets), device=rows.device)[:, None]
+    return (logits.gather(1, tgt)[:, 0] - torch.logsumexp(logits, -1)).double().cpu().numpy()
 
 
 def _batches(lengths: Sequence[int], max_tokens: int) -> Iterable[list[int]]:
@@ -121,17 +126,16 @@ def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, 
     for idx in _batches(lengths, max_tokens):
         width = lengths[idx[0]]
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
         keep = torch.zeros((len(idx), width), dtype=torch.bool)
         targets = []
         for r, i in enumerate(idx):
             e = items[i]
             seq = (e.ctx + e.cont)[:-1]
             ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
             keep[r, len(e.ctx) - 1: len(seq)] = True  # positions whose next token is a continuation token
             targets.extend(e.cont)
-        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
+        # no attention mask: right padding is invisible to the real (earlier) positions of a causal LM
+        hidden = decoder(input_ids=ids.to(device), use_cache=False).last_hidden_state
         lp = _token_logprobs(head, hidden[keep.to(device)], targets)
         pos = 0
         for i in idx:
@@ -146,31 +150,41 @@ def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, 
 def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]]) -> list[np.ndarray]:
     """Per-token log-probs of several continuations of one context, running the context only once.
 
-    The context's key/value cache is repeated for the k continuations, which are right-padded and
-    fed after it with an attention mask over past + new tokens (shared/notes/scoring.md §3-§4).
+    The context's key/value cache is kept; each continuation runs after it on its own (no padding) and
+    is then cropped off the cache again (shared/notes/scoring.md §3-§4).
     """
     decoder, head = _parts(model)
     device = next(model.parameters()).device
     out = decoder(input_ids=torch.tensor([ctx], device=device), use_cache=True)
     first = out.last_hidden_state[:, -1]  # predicts every continuation's first token
-    k, width = len(conts), max(len(c) for c in conts) - 1
-    hidden = None
-    if width > 0:
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(k)
-        ids = torch.zeros((k, width), dtype=torch.long)
-        mask = torch.zeros((k, len(ctx) + width), dtype=torch.long)
-        mask[:, : len(ctx)] = 1
-        for j, c in enumerate(conts):
-            ids[j, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
-            mask[j, len(ctx): len(ctx) + len(c) - 1] = 1
-        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
-                         use_cache=True).last_hidden_state
+    cache = out.past_key_values
     res = []
-    for j, c in enumerate(conts):
-        rows = first if len(c) == 1 else torch.cat([first, hidden[j, : len(c) - 1]], 0)
+    for c in conts:
+        rows = first
+        if len(c) > 1:
+            h = decoder(input_ids=torch.tensor([c[:-1]], device=device), past_key_values=cache,
+                        use_cache=True).last_hidden_state[0]
+            cache.crop(-(len(c) - 1))  # back to the context alone
+            rows = torch.cat([first, h], 0)
         res.append(_token_logprobs(head, rows, c))
     return res
+
+
+def score_grouped(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, pad_id: int = 0) -> list[Scored]:
+    """Like :func:`score_encoded`, but items with identical context ids share one context pass."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(items):
+        groups.setdefault(tuple(e.ctx), []).append(i)
+    out: list[Scored | None] = [None] * len(items)
+    single = [g[0] for g in groups.values() if len(g) == 1]
+    for i, s in zip(single, score_encoded(model, [items[i] for i in single], max_tokens, pad_id)):
+        out[i] = s
+    for ctx, g in groups.items():
+        if len(g) > 1:
+            for i, lp in zip(g, score_shared_context(model, list(ctx), [items[i].cont for i in g])):
+                e = items[i]
+                out[i] = Scored(lp, len(e.ctx), e.boundary_ok, e.truncated)
+    return out  # type: ignore[return-value]
 
 
 def model_window(model: Any, tokenizer: Any) -> int:
@@ -180,10 +194,15 @@ def model_window(model: Any, tokenizer: Any) -> int:
 
 
 def loglikelihood(model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], prefix_id: int,
-                  max_tokens: int = 4096) -> list[Scored]:
-    """Score (context, continuation) requests; an empty context scores after the prefix token alone."""
+                  max_tokens: int = 4096, share_context: bool = True) -> list[Scored]:
+    """Score (context, continuation) requests; an empty context scores after the prefix token alone.
+
+    With ``share_context`` requests whose context ids are identical run that context once.
+    """
     win = model_window(model, tokenizer)
     enc = [encode(tokenizer, c, x, prefix_id, win) for c, x in requests]
+    if share_context:
+        return score_grouped(model, enc, max_tokens, pad_id=prefix_id)
     return score_encoded(model, enc, max_tokens, pad_id=prefix_id)
 
 
@@ -193,33 +212,21 @@ def score_pairs(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], pref
                 max_tokens: int = 4096, share_context: bool = True) -> "Any":
     """Per pair: log P(x|y), log P(x) and token counts for good and bad, and I = log P(x|y) - log P(x) (nats).
 
-    With ``share_context`` the two options' conditional scores run the context once (KV cache) when both
-    see the same context ids; the unconditional scores are batched as usual. Results agree to ~1e-5.
+    With ``share_context`` requests with identical context ids run that context once (KV cache): the two
+    options' conditional scores, and all unconditional scores (whose context is the prefix token alone).
     """
     import pandas as pd
 
     win = model_window(model, tokenizer)
-    cond: list[Encoded] = []
-    uncond: list[Encoded] = []
-    for r in rows:
+    enc: list[Encoded] = []
+    for r in rows:  # per pair: good|y, good, bad|y, bad
         for opt in ("good", "bad"):
-            cond.append(encode(tokenizer, r["context"], r[opt], prefix_id, win))
-            uncond.append(encode_unconditional(tokenizer, r["context"], r[opt], prefix_id, win))
-    sc_u = score_encoded(model, uncond, max_tokens, pad_id=prefix_id)
-    if share_context:
-        sc_c: list[Scored] = []
-        for k in range(len(rows)):
-            g, b = cond[2 * k], cond[2 * k + 1]
-            if g.ctx == b.ctx:
-                lg, lb = score_shared_context(model, g.ctx, [g.cont, b.cont])
-                sc_c += [Scored(lg, len(g.ctx), g.boundary_ok, g.truncated), Scored(lb, len(b.ctx), b.boundary_ok, b.truncated)]
-            else:  # contexts cut differently to fit the window
-                sc_c += score_encoded(model, [g, b], max_tokens, pad_id=prefix_id)
-    else:
-        sc_c = score_encoded(model, cond, max_tokens, pad_id=prefix_id)
+            enc.append(encode(tokenizer, r["context"], r[opt], prefix_id, win))
+            enc.append(encode_unconditional(tokenizer, r["context"], r[opt], prefix_id, win))
+    sc = (score_grouped if share_context else score_encoded)(model, enc, max_tokens, pad_id=prefix_id)
     recs = []
     for k, r in enumerate(rows):
-        gc, gu, bc, bu = sc_c[2 * k], sc_u[2 * k], sc_c[2 * k + 1], sc_u[2 * k + 1]
+        gc, gu, bc, bu = sc[4 * k: 4 * k + 4]
         rec = {"id": r["id"], "domain": r["domain"]}
         for name, c, u in (("good", gc, gu), ("bad", bc, bu)):
             rec |= {f"logp_cond_{name}": c.total, f"logp_uncond_{name}": u.total, f"n_tokens_{name}": c.n,

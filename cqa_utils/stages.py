@@ -104,7 +104,7 @@ def stage03_train(st: Stage, fast: bool = True) -> bool:
     keep = set(st.run.load("02_kl_prescreen", "keep.json")["keep_ids"])
     stage_key(st, "01_data")
     inputs = {"train": _data_hashes(st)["train"], "split": split, "keep": sorted(keep), "hparams": asdict(st.profile.hparams),
-              "model": model_key(st.profile), "code": source_hash("train", "models"), "fast": fast}
+              "model": model_key(st.profile), "code": source_hash("train", "lora_fast", "models"), "fast": fast}
     from .artifacts import key_of, write_json
 
     key = key_of(inputs)

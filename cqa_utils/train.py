@@ -144,10 +144,13 @@ def fast_trainer_class():
     """SFTTrainer whose loss runs the LM head on label positions only (same sum / num_items_in_batch as trl).
 
     trl's default path adds a chunked log-prob kernel and per-step entropy/accuracy metrics; on a CPU these
-    cost more than the model's own forward pass. NEFTune's embedding hook and LoRA dropout are untouched.
+    cost more than the model's own forward pass. A right-padding attention mask is dropped (it changes no
+    real position: :func:`cqa_utils.lora_fast.right_padded`); NEFTune's hook still sees the padded length.
     """
     import torch.nn.functional as F
     from trl import SFTTrainer
+
+    from .lora_fast import right_padded
 
     class FastSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -155,20 +158,33 @@ def fast_trainer_class():
 
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             dev = inputs["input_ids"].device.type
-            # bf16 mixed precision as the paper's `bf16: true`; made explicit because accelerate does not
-            # autocast on a CPU. LoRA weights and the optimizer stay fp32.
-            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
-                hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                                            use_cache=False).last_hidden_state
+            mask = inputs.get("attention_mask")
             labels = inputs["labels"][:, 1:]
-            mask = labels != -100
-            logits = base.get_output_embeddings()(hidden[:, :-1][mask]).float()
-            total = F.cross_entropy(logits, labels[mask], reduction="sum")
-            denom = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+            keep = labels != -100
+            # bf16 mixed precision as the paper's `bf16: true`; made explicit because accelerate does not
+            # autocast on a CPU. LoRA weights and the optimizer stay fp32; the loss is taken in fp32.
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
+                hidden = base.get_decoder()(input_ids=inputs["input_ids"], use_cache=False,
+                                            attention_mask=None if right_padded(mask) else mask).last_hidden_state
+                logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+            total = F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+            denom = num_items_in_batch if num_items_in_batch is not None else keep.sum()
             loss = total / torch_as(denom, total).clamp(min=1)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return FastSFTTrainer
+
+
+def prepare_fast(model: Any, profile: Profile) -> Any:
+    """The base as our fast path trains it: bf16 weights where training is bf16 (as LLaMA-Factory loads the
+    paper's base), and on a CPU eager attention (here its bf16 backward is faster than the flash kernel's)."""
+    import torch
+
+    if uses_bf16(profile) and profile.device == "cpu":
+        model = model.to(torch.bfloat16)
+    if profile.device == "cpu":
+        model.set_attn_implementation("eager")
+    return model
 
 
 def torch_as(x: Any, like: Any) -> Any:
@@ -229,7 +245,13 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(hp.seed)
     torch.use_deterministic_algorithms(profile.device == "cpu", warn_only=True)
+    if fast:
+        model = prepare_fast(model, profile)
     peft_model = get_peft_model(model, lora_config(hp))
+    if fast:
+        from .lora_fast import prepare_lora
+
+        prepare_lora(peft_model)
     trainable, total = peft_model.get_nb_trainable_parameters()
     if profile.expected_trainable_params is not None and trainable != profile.expected_trainable_params:
         raise AssertionError(f"trainable parameters {trainable:,} != expected {profile.expected_trainable_params:,} "

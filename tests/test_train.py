@@ -103,3 +103,29 @@ def test_incomplete_checkpoint_is_set_aside_and_resumed(tmp_path, smoke):
     assert s["resumed_from"] == 1 and any("resuming from epoch 1" in m for m in msgs)
     assert any(p.name.startswith("incomplete-checkpoint-8") for p in Path(out).iterdir())
     assert sorted(T.complete_checkpoints(out)) == [1, 2]
+
+
+def test_fast_path_loss_equals_trl_loss(smoke):
+    """Our loss (label-position head, padding mask dropped) equals trl's on the same padded batch, in fp32."""
+    import torch
+
+    from cqa_utils.models import load_model
+
+    prof = get_profile("smoke")
+    model = load_model(prof)
+    model.train()
+    tok = smoke[1]
+    exs = [T.build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in _rows(2)]
+    width = -(-max(len(e["input_ids"]) for e in exs) // 8) * 8
+    ids = torch.full((2, width), tok.pad_token_id or 0)
+    labels = torch.full((2, width), -100)
+    mask = torch.zeros((2, width), dtype=torch.long)
+    for i, e in enumerate(exs):
+        n = len(e["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        trainer = object.__new__(T.fast_trainer_class())
+        trainer.args = type("A", (), {"bf16": False})()
+        ours = trainer.compute_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
