@@ -48,16 +48,44 @@ def benchmark_requests(data: DataPaths) -> list[tuple[str, str, bool]]:
     return reqs
 
 
-def plain_loop(model: Any, enc: list[Any]) -> list[np.ndarray]:
-    """Baseline: one request at a time, full forward, full-vocabulary log-softmax."""
-    out = []
+def plain_loop(model: Any, enc: list[Any]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """Baseline: one request at a time, full forward, full-vocabulary fp32 log-softmax.
+
+    Returns (seconds spent on that, its per-token log-probs, and a float64 normalisation of the same logits,
+    computed outside the timer): the reference every scorer is compared with.
+    """
+    out, ref, spent = [], [], 0.0
     with torch.inference_mode():
         for e in enc:
+            t0 = time.perf_counter()
             ids = torch.tensor([e.ctx + e.cont[:-1]])
-            lp = torch.log_softmax(model(ids, use_cache=False).logits[0].float(), -1)
-            pos = torch.arange(len(e.ctx) - 1, len(e.ctx) - 1 + len(e.cont))
-            out.append(lp[pos, torch.tensor(e.cont)].double().numpy())
-    return out
+            logits = model(ids, use_cache=False).logits[0].float()
+            pos, tgt = torch.arange(len(e.ctx) - 1, len(e.ctx) - 1 + len(e.cont)), torch.tensor(e.cont)
+            out.append(torch.log_softmax(logits, -1)[pos, tgt].double().numpy())
+            spent += time.perf_counter() - t0
+            ref.append(torch.log_softmax(logits[pos].double(), -1)[torch.arange(len(e.cont)), tgt].numpy())
+    return spent, out, ref
+
+
+def fp32_ceiling(model: Any, enc: list[Any], head_rows: int, shared_tokens: int) -> dict[str, float]:
+    """Best-case seconds for the benchmark at this machine's measured fp32 GEMM rate (linear layers only).
+
+    Everything-at-every-position (lm-eval's work) vs our work (each repeated context once, the LM head only
+    on rows that predict a continuation token); attention and element-wise ops are left out, so both are
+    lower bounds.
+    """
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = m.get_output_embeddings().weight.numel()
+    body = sum(p.numel() for n, p in m.named_parameters() if p.dim() == 2 and "embed" not in n and "lm_head" not in n)
+    a, b = torch.randn(1024, m.config.hidden_size), torch.randn(m.config.hidden_size, m.config.intermediate_size)
+    a @ b
+    t0, n = time.perf_counter(), 20
+    for _ in range(n):
+        a @ b
+    rate = 2 * a.shape[0] * a.shape[1] * b.shape[1] * n / (time.perf_counter() - t0)
+    fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
+    return {"gemm_gflops": rate / 1e9, "full_work_s": 2 * fed * (body + head) / rate,
+            "our_work_s": 2 * (shared_tokens * body + head_rows * head) / rate}
 
 
 def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]], prefix_id: int,
@@ -84,10 +112,14 @@ def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]
     return [ll for ll, _ in lm.loglikelihood(inst, disable_tqdm=True)]
 
 
-def bench_scoring(profile: str, data: DataPaths, repeats: int = 1) -> list[dict[str, Any]]:
-    """Our scorer vs the plain loop vs lm-eval on the same requests and model."""
+def bench_scoring(profile: str, data: DataPaths) -> list[dict[str, Any]]:
+    """Our scorer vs the plain loop vs lm-eval (batch 1, its default, and 8) on the same requests and model.
+
+    Every row's agreement is measured against a float64 normalisation of the plain loop's logits and
+    against lm-eval; speed-ups are against the faster lm-eval setting.
+    """
     from .models import load_model, load_tokenizer, prefix_token_id
-    from .scoring import encode, encode_unconditional, model_window, score_encoded, score_pairs
+    from .scoring import encode, encode_unconditional, model_window, normalisation, score_continuations, score_encoded, score_pairs
 
     prof = get_profile(profile)
     tok, model = load_tokenizer(prof), load_model(prof)
@@ -96,45 +128,54 @@ def bench_scoring(profile: str, data: DataPaths, repeats: int = 1) -> list[dict[
     win = model_window(model, tok)
     enc = [(encode if cond else encode_unconditional)(tok, c, x, pid, win) for c, x, cond in reqs]
     fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
-    rows = []
+    pairs, conts = load(data.pairs, "pairs").rows, load(data.continuations, "continuations").rows
 
-    def timed(fn):
-        best, res = float("inf"), None
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            res = fn()
-            best = min(best, time.perf_counter() - t0)
-        return best, res
+    def sweep_scorer() -> np.ndarray:  # exactly what the epoch sweep runs, in benchmark_requests' order
+        sp = score_pairs(model, tok, pairs, pid, prof.score_batch_tokens)
+        sc = score_continuations(model, tok, conts, pid, prof.score_batch_tokens)
+        cols = ["logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad"]
+        return np.concatenate([np.ravel(sp[cols].to_numpy()), sc.logp.to_numpy()])
 
-    t_plain, ref = timed(lambda: plain_loop(model, enc))
+    def timed(fn: Any) -> tuple[float, np.ndarray]:
+        t0 = time.perf_counter()
+        res = fn()
+        return time.perf_counter() - t0, np.asarray(res, dtype=float)
+
+    t_plain, plain, ref = plain_loop(model, enc)
     ref_tot = np.array([r.sum() for r in ref])
-    t_ours, ours = timed(lambda: score_encoded(model, enc, prof.score_batch_tokens, pad_id=pid))
-    rows.append({"scorer": "plain loop (bs 1, full log-softmax)", "wall_s": t_plain, "tokens_per_s": fed / t_plain,
-                 "speedup_vs_lm_eval": None, "max_abs_diff_vs_plain_nats": 0.0})
-    rows.append({"scorer": "cqa score_encoded (length-sorted batches, head on needed rows)", "wall_s": t_ours,
-                 "tokens_per_s": fed / t_ours, "speedup_vs_lm_eval": None,
-                 "max_abs_diff_vs_plain_nats": float(np.abs(np.array([s.total for s in ours]) - ref_tot).max())})
-    pairs = load(data.pairs, "pairs").rows
-    conts = load(data.continuations, "continuations").rows
-    from .scoring import score_continuations
-
-    t_shared, (sp, _) = timed(lambda: (score_pairs(model, tok, pairs, pid, prof.score_batch_tokens),
-                                       score_continuations(model, tok, conts, pid, prof.score_batch_tokens)))
-    ours_pairs = np.ravel(sp[["logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad"]].to_numpy())
-    rows.append({"scorer": "cqa score_pairs + score_continuations (what the sweep runs)", "wall_s": t_shared,
-                 "tokens_per_s": fed / t_shared, "speedup_vs_lm_eval": None,
-                 "max_abs_diff_vs_plain_nats": float(np.abs(ours_pairs - ref_tot[: len(ours_pairs)]).max())})
-    t_lm, lm = timed(lambda: lm_eval_loglikelihood(model, tok, reqs, pid, batch_size=8))
-    if lm is not None:
-        lm = np.array(lm)
-        rows.append({"scorer": "lm-evaluation-harness HFLM.loglikelihood (batch 8)", "wall_s": t_lm, "tokens_per_s": fed / t_lm,
-                     "speedup_vs_lm_eval": 1.0, "max_abs_diff_vs_plain_nats": float(np.abs(lm - ref_tot).max())})
-        for r in rows[:-1]:
-            r["speedup_vs_lm_eval"] = t_lm / r["wall_s"]
-        rows.append({"scorer": "agreement: cqa vs lm-eval", "wall_s": None, "tokens_per_s": None, "speedup_vs_lm_eval": None,
-                     "max_abs_diff_vs_plain_nats": float(np.abs(np.array([s.total for s in ours]) - lm).max())})
+    results: list[tuple[str, float, np.ndarray]] = [
+        ("plain loop (bs 1, full fp32 log-softmax)", t_plain, np.array([r.sum() for r in plain]))]
+    results.append(("cqa score_encoded (length-sorted batches, no shared contexts)",
+                    *timed(lambda: [s.total for s in score_encoded(model, enc, prof.score_batch_tokens, pad_id=pid)])))
+    results.append(("cqa score_pairs + score_continuations (what the sweep runs)", *timed(sweep_scorer)))
+    with normalisation("log_softmax"):
+        results.append(("the same, normalised as lm-eval (fp32 log-softmax)", *timed(sweep_scorer)))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=prof.device == "cpu"):
+        results.append(("the same in bf16 autocast (not used: breaks agreement)", *timed(sweep_scorer)))
+    lm_rows = []
+    for bs in (1, 8):
+        t, lm = timed(lambda b=bs: lm_eval_loglikelihood(model, tok, reqs, pid, batch_size=b) or [])
+        if lm.size:
+            lm_rows.append((f"lm-evaluation-harness HFLM.loglikelihood (batch {bs})", t, lm))
+    results += lm_rows
+    best_lm = min(lm_rows, key=lambda r: r[1]) if lm_rows else None
+    rows = []
+    for name, t, tot in results:
+        rows.append({"scorer": name, "wall_s": t, "tokens_per_s": fed / t,
+                     "speedup_vs_lm_eval": best_lm[1] / t if best_lm else None,
+                     "max_abs_diff_vs_fp64_ref_nats": float(np.abs(tot - ref_tot).max()),
+                     "max_abs_diff_vs_lm_eval_nats": float(np.abs(tot - best_lm[2]).max()) if best_lm else None})
+    head_rows = sum(len(e.cont) for e in enc)
+    shared = len({tuple(e.ctx) for e in enc})  # each distinct context once, plus every continuation
+    shared_tokens = sum(len(c) for c in {tuple(e.ctx) for e in enc}) + sum(len(e.cont) - 1 for e in enc)
+    ceil = fp32_ceiling(model, enc, head_rows, shared_tokens)
+    if best_lm:
+        rows.append({"scorer": f"ceiling: our work at {ceil['gemm_gflops']:.0f} GFLOP/s fp32 GEMM, no other cost",
+                     "wall_s": ceil["our_work_s"], "tokens_per_s": fed / ceil["our_work_s"],
+                     "speedup_vs_lm_eval": best_lm[1] / ceil["our_work_s"], "max_abs_diff_vs_fp64_ref_nats": None,
+                     "max_abs_diff_vs_lm_eval_nats": None})
     for r in rows:
-        r |= {"requests": len(reqs), "tokens_fed": fed}
+        r |= {"requests": len(reqs), "tokens_fed": fed, "distinct_contexts": shared}
     return rows
 
 
@@ -179,70 +220,93 @@ def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dic
     else:
         tmp = Path(tempfile.mkdtemp())
         paths, source = _fake_adapters(profile, 7, tmp), "random adapters (no trained run found)"
-    from .scoring import score_pairs
+    from .sweep import score_benchmark
 
-    t0 = time.perf_counter()
-    base = load_model(prof)
-    m, prev, switched = base, None, []
-    ident = model_identity(base)
-    for i, p in enumerate(paths):
-        m = attach(m, p, f"a{i}", ident)
-        if prev:
-            detach(m, prev)
-        switched.append(score_pairs(m, tok, pairs, pid).dI.to_numpy())
-        prev = f"a{i}"
-    t_switch = time.perf_counter() - t0
+    def switching(merge: bool) -> tuple[float, list[np.ndarray]]:
+        t0 = time.perf_counter()
+        base = load_model(prof)
+        m, prev, out = base, None, []
+        ident = model_identity(base)
+        for i, p in enumerate(paths):
+            m = attach(m, p, f"a{i}", ident)
+            if prev:
+                detach(m, prev)
+            out.append(score_benchmark(m, tok, pid, pairs, [], prof.score_batch_tokens, merge)[0].dI.to_numpy())
+            prev = f"a{i}"
+        return time.perf_counter() - t0, out
+
+    t_switch, switched = switching(merge=True)
+    t_unmerged, unmerged = switching(merge=False)
     t0 = time.perf_counter()
     reloaded = []
     for p in paths:
-        mm = attach(load_model(prof), p, "a", ident)
-        reloaded.append(score_pairs(mm, tok, pairs, pid).dI.to_numpy())
+        mm = load_model(prof)
+        mm = attach(mm, p, "a", model_identity(mm))
+        reloaded.append(score_benchmark(mm, tok, pid, pairs, [], prof.score_batch_tokens)[0].dI.to_numpy())
     t_reload = time.perf_counter() - t0
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
-    diff = float(max(np.abs(a - b).max() for a, b in zip(switched, reloaded)))
-    return [{"mode": "reload base per adapter", "wall_s": t_reload, "speedup": 1.0, "adapters": len(paths), "source": source},
-            {"mode": "one base, load + switch adapters", "wall_s": t_switch, "speedup": t_reload / t_switch,
-             "adapters": len(paths), "source": source, "max_abs_diff_dI_nats": diff}]
+    diff = lambda a, b: float(max(np.abs(x - y).max() for x, y in zip(a, b)))  # noqa: E731
+    common = {"adapters": len(paths), "source": source, "pairs": len(pairs)}
+    return [{"mode": "reload base per adapter (merged while scoring)", "wall_s": t_reload, "speedup": 1.0, **common},
+            {"mode": "one base, load + switch adapters, merged while scoring (as the sweep runs)", "wall_s": t_switch,
+             "speedup": t_reload / t_switch, "max_abs_diff_dI_nats": diff(switched, reloaded), **common},
+            {"mode": "one base, load + switch adapters, unmerged (peft LoRA forward)", "wall_s": t_unmerged,
+             "speedup": t_reload / t_unmerged, "max_abs_diff_dI_nats": diff(unmerged, reloaded), **common}]
 
 
-def bench_training(profile: str, data: DataPaths, n_rows: int) -> list[dict[str, Any]]:
-    """One epoch on the first n_rows (same seed) with trl's straightforward setup and with ours."""
+def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> list[dict[str, Any]]:
+    """``epochs`` epochs on the first n_rows (same seed, same schedule) with trl's straightforward setup and
+    with ours: tokens/s and the per-epoch train and eval losses, compared epoch by epoch."""
     from .models import load_model, load_tokenizer
     from .train import build_example, train, uses_bf16
 
-    prof = get_profile(profile).with_overrides(num_train_epochs=1)
+    prof = get_profile(profile).with_overrides(num_train_epochs=epochs)
     tok = load_tokenizer(prof)
     rows = load(data.train, "train").rows
     tr, va = rows[:n_rows], rows[n_rows:n_rows + 4]
-    ntok = sum(len(build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len)["input_ids"]) for r in tr)
-    out = []
+    ntok = epochs * sum(len(build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len)["input_ids"]) for r in tr)
+    out, curves = [], []
     for label, fast, prof_i in (("straightforward trl (default loss path, gradient checkpointing, fp32)", False,
                                  prof.with_overrides(mixed_precision="no")),
-                                ("ours, fp32 (label-position LM head, no checkpointing)", True, prof.with_overrides(mixed_precision="no")),
-                                ("ours, as run (bf16 autocast where the CPU has it)" if uses_bf16(prof) else "ours, as run", True, prof)):
+                                ("ours, fp32 (label-position LM head, no checkpointing, eager attention, "
+                                 "gap-sampled dropout)", True, prof.with_overrides(mixed_precision="no")),
+                                ("ours, as run (+ bf16 base and autocast where the CPU has it)" if uses_bf16(prof)
+                                 else "ours, as run", True, prof)):
+        model = load_model(prof_i)  # loading is not timed
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            s = train(prof_i, load_model(prof_i), tok, tr, va, Path(d), resume=False, fast=fast, progress=lambda *_: None)
+            s = train(prof_i, model, tok, tr, va, Path(d), resume=False, fast=fast, progress=lambda *_: None)
             wall = time.perf_counter() - t0
-        e = s["epochs"][0]
-        out.append({"setup": label, "wall_s": wall, "train_tokens_per_s": ntok / wall, "train_loss": e["train_loss"],
-                    "eval_loss": e["eval_loss"], "rows": len(tr)})
-    for r in out:
+        curves.append(s["epochs"])
+        out.append({"setup": label, "wall_s": wall, "train_tokens_per_s": ntok / wall, "rows": len(tr), "epochs": epochs,
+                    "train_loss_by_epoch": [e["train_loss"] for e in s["epochs"]],
+                    "eval_loss_by_epoch": [e["eval_loss"] for e in s["epochs"]]})
+    for r, c in zip(out, curves):
         r["speedup"] = r["train_tokens_per_s"] / out[0]["train_tokens_per_s"]
-        r["train_loss_rel_diff"] = abs(r["train_loss"] - out[0]["train_loss"]) / out[0]["train_loss"]
-        r["eval_loss_rel_diff"] = abs(r["eval_loss"] - out[0]["eval_loss"]) / out[0]["eval_loss"]
+        for k in ("train_loss", "eval_loss"):
+            rel = [abs(a[k] - b[k]) / b[k] for a, b in zip(c, curves[0])]
+            r[f"{k}_max_rel_diff"] = max(rel)
     return out
 
 
 def bench_e2e(profile: str, run_dir: Path) -> list[dict[str, Any]]:
-    """Wall time per notebook of the last run (its manifest)."""
+    """Wall time per notebook of the last run (its manifest), and of the book built from it."""
     m = run_dir / "manifest.json"
     if not m.exists():
         return []
     man = json.loads(m.read_text())
-    rows = [{"stage": s["notebook"], "wall_s": s["wall_s"]} for s in man["notebooks"]]
+    def reused(nb: str) -> bool:  # the stage's own record says whether its artifacts were reused
+        p = run_dir / "artifacts" / nb / "_stage.json"
+        return bool(p.exists() and json.loads(p.read_text()).get("reused"))
+
+    rows = [{"stage": s["notebook"], "wall_s": s["wall_s"], "reused": reused(s["notebook"])} for s in man["notebooks"]]
     rows.append({"stage": "total (cqa run)", "wall_s": man["total_wall_s"]})
+    b = REPO_ROOT / "_build" / "cqa_book_build.json"
+    book = json.loads(b.read_text()) if b.exists() else {}
+    if book.get("run_total_wall_s") == man["total_wall_s"]:  # the book was built from this run
+        rows.append({"stage": "cqa book", "wall_s": book["wall_s"]})
+        rows.append({"stage": "total (cqa run + cqa book)", "wall_s": man["total_wall_s"] + book["wall_s"]})
     return rows
 
 
@@ -261,8 +325,9 @@ def main(args: Any) -> int:
         res["sections"]["Epoch sweep: adapter switching vs reloading"] = bench_sweep(args.profile, data, run_dir)
         print(json.dumps(res["sections"]["Epoch sweep: adapter switching vs reloading"], indent=1))
     if "training" in only:
-        res["sections"]["Training (one epoch, same rows and seed)"] = bench_training(args.profile, data, args.train_steps)
-        print(json.dumps(res["sections"]["Training (one epoch, same rows and seed)"], indent=1))
+        key = f"Training ({args.train_epochs} epochs on {args.train_rows} rows, same seed)"
+        res["sections"][key] = bench_training(args.profile, data, args.train_rows, args.train_epochs)
+        print(json.dumps(res["sections"][key], indent=1))
     if "e2e" in only:
         res["sections"]["End to end (last cqa run)"] = bench_e2e(args.profile, run_dir)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,8 @@ def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return df.apply(lambda c: c.map(lambda v: f"{v:.{digits}f}" if isinstance(v, float) else v))
 
 
-def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> None:
-    """Write the run-summary chapters into ``book_run`` (``<root>/book/run``)."""
+def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dict[str, int]:
+    """Write the run-summary chapters into ``book_run`` (``<root>/book/run``); returns {page: plotly figures}."""
     art = Path(run_dir) / "artifacts"
     prof = get_profile(manifest["profile"])
     data = DataPaths(**{k: Path(v) for k, v in manifest["data"].items()})
@@ -74,27 +75,122 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> Non
             f"{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
             f"## Package versions\n\n{_md_table(ver)}\n\n## Hardware\n\n{_md_table(hw)}\n")
     atomic_write(book_run / "reproducibility.md", lambda p: p.write_text(page))
-    atomic_write(book_run / "performance.md", lambda p: p.write_text(performance_page()))
+    perf, n_figs = performance_page()
+    atomic_write(book_run / "performance.md", lambda p: p.write_text(perf))
+    return {"performance": n_figs}
 
 
-def performance_page() -> str:
-    """The Performance appendix: the newest benchmark results file as tables and a bar chart."""
-    files = sorted((REPO_ROOT / "bench" / "results").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    head = ("# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline "
-            "measured in the same run.\n\n")
+GOALS = ("Goals (issue 4): scoring ≥ 2× lm-evaluation-harness at ≤ 1e-4 nats; training ≥ 2.5× trl's straightforward "
+         "setup with per-epoch losses within 1 %; `cqa run` + `cqa book` ≤ 30 min on 2 cores.")
+
+
+def latest_bench() -> tuple[Path, dict[str, Any]] | None:
+    """The newest ``bench/results/*.json`` by the date recorded inside it (file times change on checkout)."""
+    files = [(json.loads(p.read_text()), p) for p in (REPO_ROOT / "bench" / "results").glob("*.json")]
     if not files:
-        return head + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n"
-    res = json.loads(files[-1].read_text())
-    out = [head, f"Results file: `bench/results/{files[-1].name}`; machine: {res.get('machine', {}).get('cpu', '?')} "
-                 f"({res.get('machine', {}).get('cpu_count', '?')} cores), {res.get('date', '')}.\n"]
+        return None
+    res, path = max(files, key=lambda f: (f[0].get("date", ""), f[1].name))
+    return path, res
+
+
+def goal_table(res: dict[str, Any]) -> pd.DataFrame:
+    """Each speed goal next to what the results file measured, and whether it is met."""
+    rows = []
+    for name, recs in res.get("sections", {}).items():
+        try:
+            rows += _goal_rows(name, recs)
+        except (KeyError, TypeError):  # a results file from an older bench format
+            continue
+    return pd.DataFrame(rows)
+
+
+def _goal_rows(name: str, recs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The goal row(s) of one results section."""
+    rows = []
+    if name.startswith("Scoring"):
+        r = next((x for x in recs if "what the sweep runs" in x["scorer"]), None)
+        if r and r.get("speedup_vs_lm_eval") is not None:
+            agree = r["max_abs_diff_vs_fp64_ref_nats"]
+            rows.append({"goal": "scoring ≥ 2× lm-eval, agreement ≤ 1e-4 nats",
+                         "measured": f"{r['speedup_vs_lm_eval']:.2f}×; {agree:.1e} nats vs the float64 reference, "
+                                     f"{r['max_abs_diff_vs_lm_eval_nats']:.1e} vs lm-eval",
+                         "met": "yes" if r["speedup_vs_lm_eval"] >= 2 and agree <= 1e-4 else "no"})
+    elif name.startswith("Epoch sweep"):
+        r = recs[-1]
+        rows.append({"goal": "sweep on one loaded base, identical outputs", "measured":
+                     f"{r['speedup']:.2f}× vs reloading; max |ΔI diff| {r.get('max_abs_diff_dI_nats', float('nan')):.1e} nats",
+                     "met": "yes" if r.get("max_abs_diff_dI_nats", 1) == 0 else "no"})
+    elif name.startswith("Training"):
+        r = recs[-1]
+        worst = max(r["train_loss_max_rel_diff"], r["eval_loss_max_rel_diff"])
+        rows.append({"goal": "training ≥ 2.5× straightforward trl, losses within 1 % per epoch",
+                     "measured": f"{r['speedup']:.2f}×; worst per-epoch loss difference {100 * worst:.2f} % "
+                                 f"({r['epochs']} epochs, {r['rows']} rows)",
+                     "met": "yes" if r["speedup"] >= 2.5 and worst <= 0.01 else "no"})
+    elif name.startswith("End to end"):
+        tot = next((x for x in recs if x["stage"] == "total (cqa run + cqa book)"), None)
+        if tot:
+            rows.append({"goal": "cqa run + cqa book ≤ 30 min", "measured": f"{tot['wall_s'] / 60:.1f} min",
+                         "met": "yes" if tot["wall_s"] <= 1800 else "no"})
+    return rows
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, list):
+        return " / ".join(_cell(x) for x in v)
+    if isinstance(v, float):
+        return "" if v != v else (f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}")
+    return v
+
+
+def performance_figures(res: dict[str, Any]) -> list[str]:
+    """Two plotly bar charts as raw HTML (plotly.js is served by the book): speed-ups and end-to-end time."""
+    import plotly.graph_objects as go
+
+    bars = []
+    for name, recs in res.get("sections", {}).items():
+        for r in recs:
+            ratio = r.get("speedup", r.get("speedup_vs_lm_eval"))
+            if isinstance(ratio, float) and ratio == ratio:
+                bars.append((name.split(" (")[0].split(":")[0], r.get("scorer") or r.get("mode") or r.get("setup"), ratio))
+    html = []
+    if bars:
+        fig = go.Figure()
+        for sec in dict.fromkeys(b[0] for b in bars):
+            sel = [b for b in bars if b[0] == sec]
+            fig.add_bar(name=sec, y=[b[1][:70] for b in sel], x=[b[2] for b in sel], orientation="h")
+        fig.add_vline(x=1, line_dash="dot")
+        fig.update_layout(title="Speed-up against the baseline measured in the same run (×)", height=140 + 32 * len(bars),
+                          margin={"l": 430}, yaxis={"autorange": "reversed"}, xaxis_title="× baseline")
+        html.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id="perf-speedups"))
+    e2e = [r for r in res.get("sections", {}).get("End to end (last cqa run)", []) if not r["stage"].startswith("total")]
+    if e2e:
+        fig = go.Figure(go.Bar(x=[r["stage"] for r in e2e], y=[r["wall_s"] / 60 for r in e2e]))
+        fig.update_layout(title="End to end: minutes per stage (goal: 30 min in all)", yaxis_title="minutes")
+        html.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id="perf-e2e"))
+    return [f"\n```{{raw}} html\n{h}\n```\n" for h in html]
+
+
+def performance_page() -> tuple[str, int]:
+    """The Performance appendix (newest benchmark results as tables and bar charts, goals first); its figure count."""
+    head = ("# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline "
+            f"measured in the same run. {GOALS}\n\n")
+    found = latest_bench()
+    if not found:
+        return head + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n", 0
+    path, res = found
+    m = res.get("machine", {})
+    out = [head, f"Results file: `bench/results/{path.name}`, measured {res.get('date', '')} on **{m.get('cpu', '?')}** "
+                 f"({m.get('cpu_count', '?')} cores{', GPU ' + str(m['cuda']) if m.get('cuda') else ', no GPU'}); every figure "
+                 "below comes from that machine.\n\n## Goals\n\n" + _md_table(goal_table(res)) + "\n"]
+    figs = performance_figures(res)
+    out += figs
     lead = ("stage", "scorer", "mode", "setup")
     for section, rows in res.get("sections", {}).items():
         df = pd.DataFrame(rows)
         df = df[[c for c in lead if c in df] + [c for c in df if c not in lead]]
-        df = df.apply(lambda c: c.map(lambda v: (f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}") if isinstance(v, float) and v == v
-                                      else ("" if isinstance(v, float) else v)))
-        out.append(f"\n## {section}\n\n{_md_table(df)}\n")
-    return "".join(out)
+        out.append(f"\n## {section}\n\n{_md_table(df.apply(lambda c: c.map(_cell)))}\n")
+    return "".join(out), len(figs)
 
 
 def copy_plotly_js(root: Path) -> None:
@@ -117,6 +213,7 @@ def copy_sources(root: Path) -> None:
 
 def build(strict: bool = True, log=print, root: Path = REPO_ROOT) -> Path:
     """Render the run pages and build the HTML book with Jupyter Book; returns the HTML folder."""
+    t0 = time.perf_counter()
     book_run = Path(root) / "book" / "run"
     missing = [n for n in NOTEBOOKS if not (book_run / f"{n}.ipynb").exists()]
     if missing:
@@ -129,7 +226,7 @@ def build(strict: bool = True, log=print, root: Path = REPO_ROOT) -> Path:
             for o in cell.get("outputs", []):
                 if o.get("output_type") == "error":
                     raise RuntimeError(f"{n}.ipynb holds an error output ({o.get('ename')}): fix and re-run before building")
-    render_pages(run_dir, manifest, book_run)
+    generated = render_pages(run_dir, manifest, book_run)
     copy_plotly_js(root)
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output", str(root), "--keep-going"]
@@ -142,17 +239,23 @@ def build(strict: bool = True, log=print, root: Path = REPO_ROOT) -> Path:
         log(proc.stderr[-4000:])
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode})")
     html = Path(root) / "_build" / "html"
-    problems = check_html(html)
+    problems = check_html(html, generated)
     if problems:
         raise RuntimeError("built HTML is missing figures: " + "; ".join(problems))
+    from .artifacts import write_json
+
+    write_json(Path(root) / "_build" / "cqa_book_build.json",  # read by `cqa bench` (end-to-end section)
+               {"wall_s": time.perf_counter() - t0, "run_dir": str(run_dir), "run_total_wall_s": manifest.get("total_wall_s")})
     log(f"book built: {html / 'index.html'}")
     return html
 
 
-def check_html(html: Path) -> list[str]:
-    """Static check: each figure page has its plotly figures and the page loads the local plotly.js."""
+def check_html(html: Path, generated: dict[str, int] | None = None) -> list[str]:
+    """Static check: each figure page has its plotly figures and the page loads the local plotly.js.
+
+    ``generated``: figure counts of the pages rendered at build time (the Performance appendix)."""
     problems = []
-    for page, n in FIGURE_PAGES.items():
+    for page, n in {**FIGURE_PAGES, **{k: v for k, v in (generated or {}).items() if v}}.items():
         f = html / "book" / "run" / f"{page}.html"
         if not f.exists():
             problems.append(f"{f.name} not built")

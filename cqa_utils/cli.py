@@ -130,7 +130,8 @@ def parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="speed benchmarks (separate from the tests)")
     be.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     be.add_argument("--only", nargs="*", default=None, help="sections: scoring sweep training")
-    be.add_argument("--train-steps", type=int, default=16, help="training rows for the one-epoch training comparison")
+    be.add_argument("--train-rows", type=int, default=16, help="training rows for the training comparison")
+    be.add_argument("--train-epochs", type=int, default=3, help="epochs for the training comparison (per-epoch losses)")
     be.set_defaults(func=cmd_bench)
     return p
 

@@ -168,9 +168,11 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
     if profile.dtype != "bfloat16":
         if uses_bf16(profile):
             add("precision", "bf16 mixed precision (training); scoring precision not stated",
-                "training: bf16 autocast with fp32 LoRA weights and optimizer; scoring: fp32",
-                "This CPU computes bf16 natively, so training keeps the paper's bf16. Scoring stays fp32 so that batched "
-                "and one-at-a-time log-probs agree to 1e-4 nats (bf16 kernels are batch-dependent).")
+                "training: bf16 base weights (as LLaMA-Factory loads them) under bf16 autocast, fp32 LoRA weights and "
+                "optimizer, eager attention; scoring: fp32 (adapters merged into fp32 weights while scored)",
+                "This CPU computes bf16 natively, so training keeps the paper's bf16. Scoring stays fp32 so that batched, "
+                "shared-context and one-at-a-time log-probs agree to 1e-4 nats (bf16 moves them far more: Performance "
+                "appendix). Eager attention is a kernel choice: the CPU flash kernel's backward was slower here.")
         else:
             add("precision", "bf16 mixed precision", "fp32 (training and scoring)",
                 "This CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 would be slower than fp32.")
