@@ -38,6 +38,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check cqa_utils tests bench
 
 bench: $(BIN)/.installed
+	$(BIN)/python -c "import lm_eval" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' -c requirements.txt
 	$(BIN)/cqa bench --profile $(PROFILE)
 
 browser-check: $(BIN)/.installed chromium

@@ -7,7 +7,8 @@ Sections (``--only``):
   requests: tokens/s and the largest absolute log-prob difference.
 * ``sweep``    seven adapters scored on one loaded base (load + switch) vs reloading the base per adapter.
 * ``training`` tokens/s of the straightforward trl setup (its default loss path, gradient
-  checkpointing on, fp32) vs ours, one epoch each on the same rows and seed, with both losses.
+  checkpointing on, fp32) vs ours (fp32, and as run: bf16 base), the same epochs on the same rows and seed,
+  with per-epoch train and eval losses.
 * ``e2e``      wall time per stage of the last ``cqa run`` of the profile (from its manifest).
 
 Results go to ``bench/results/<host>-<date>.json`` and the book's Performance appendix.
@@ -67,6 +68,52 @@ def plain_loop(model: Any, enc: list[Any]) -> tuple[float, list[np.ndarray], lis
     return spent, out, ref
 
 
+def linear_sizes(model: Any) -> tuple[int, int]:
+    """(LM-head weights, weights of every other linear layer) of a base model: the GEMM work per token."""
+    head = model.get_output_embeddings().weight.numel()
+    body = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n and "lm_head" not in n)
+    return head, body
+
+
+def gemm_rate(k: int, n: int, dtype: torch.dtype = torch.float32, rows: int = 1024) -> float:
+    """This machine's measured GEMM rate (FLOP/s) for a (rows × k) @ (k × n) product, the model's own shape."""
+    a, b = torch.randn(rows, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a @ b
+    t0, reps = time.perf_counter(), 20
+    for _ in range(reps):
+        a @ b
+    return 2 * rows * k * n * reps / (time.perf_counter() - t0)
+
+
+def training_floor(profile: str, data: DataPaths) -> dict[str, Any]:
+    """Best-case seconds for the profile's whole training run at this machine's measured GEMM rate.
+
+    Counts only the linear layers' multiply-adds that LoRA training cannot skip: per token, the frozen body
+    forward (2·N) and its input gradient (2·N), the LM head forward and input gradient on label positions,
+    and the eval forward each epoch. Attention, element-wise ops and the LoRA matrices are left out, so it is a
+    lower bound on the training stage's wall time.
+    """
+    from .data import split_train_val
+    from .models import load_model, load_tokenizer
+    from .train import build_example, uses_bf16
+
+    prof = get_profile(profile)
+    hp = prof.hparams
+    tok, m = load_tokenizer(prof), load_model(prof)
+    head, body = linear_sizes(m)
+    rows = load(data.train, "train").rows
+    tr_i, va_i = split_train_val(rows, hp.val_size, hp.seed)
+    ex = {i: build_example(tok, rows[i], hp.template, hp.cutoff_len) for i in tr_i + va_i}
+    count = lambda idx: (sum(len(ex[i]["input_ids"]) for i in idx), sum(sum(t != -100 for t in ex[i]["labels"]) for i in idx))  # noqa: E731
+    (tt, tl), (vt, vl) = count(tr_i), count(va_i)
+    flop = hp.num_train_epochs * (4 * (tt * body + tl * head) + 2 * (vt * body + vl * head))
+    dtype = torch.bfloat16 if uses_bf16(prof) else torch.float32
+    rate = gemm_rate(m.config.hidden_size, m.config.intermediate_size, dtype)
+    return {"setup": f"floor: the full {hp.num_train_epochs}-epoch `{profile}` training run, GEMM only at this machine's "
+                     f"measured {str(dtype).split('.')[-1]} rate", "wall_s": flop / rate, "epochs": hp.num_train_epochs,
+            "rows": len(tr_i), "train_tokens_per_epoch": tt, "gemm_gflops": rate / 1e9}
+
+
 def fp32_ceiling(model: Any, enc: list[Any], head_rows: int, shared_tokens: int) -> dict[str, float]:
     """Best-case seconds for the benchmark at this machine's measured fp32 GEMM rate (linear layers only).
 
@@ -75,14 +122,8 @@ def fp32_ceiling(model: Any, enc: list[Any], head_rows: int, shared_tokens: int)
     lower bounds.
     """
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = m.get_output_embeddings().weight.numel()
-    body = sum(p.numel() for n, p in m.named_parameters() if p.dim() == 2 and "embed" not in n and "lm_head" not in n)
-    a, b = torch.randn(1024, m.config.hidden_size), torch.randn(m.config.hidden_size, m.config.intermediate_size)
-    a @ b
-    t0, n = time.perf_counter(), 20
-    for _ in range(n):
-        a @ b
-    rate = 2 * a.shape[0] * a.shape[1] * b.shape[1] * n / (time.perf_counter() - t0)
+    head, body = linear_sizes(m)
+    rate = gemm_rate(m.config.hidden_size, m.config.intermediate_size)
     fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
     return {"gemm_gflops": rate / 1e9, "full_work_s": 2 * fed * (body + head) / rate,
             "our_work_s": 2 * (shared_tokens * body + head_rows * head) / rate}
@@ -269,9 +310,9 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
     out, curves = [], []
     for label, fast, prof_i in (("straightforward trl (default loss path, gradient checkpointing, fp32)", False,
                                  prof.with_overrides(mixed_precision="no")),
-                                ("ours, fp32 (label-position LM head, no checkpointing, eager attention, "
-                                 "gap-sampled dropout)", True, prof.with_overrides(mixed_precision="no")),
-                                ("ours, as run (+ bf16 base and autocast where the CPU has it)" if uses_bf16(prof)
+                                ("ours, fp32 (label-position LM head, no checkpointing, gap-sampled dropout, "
+                                 "no padding mask)", True, prof.with_overrides(mixed_precision="no")),
+                                ("ours, as run (+ bf16 base, autocast and eager attention: the CPU has bf16)" if uses_bf16(prof)
                                  else "ours, as run", True, prof)):
         model = load_model(prof_i)  # loading is not timed
         with tempfile.TemporaryDirectory() as d:
@@ -287,7 +328,7 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
         for k in ("train_loss", "eval_loss"):
             rel = [abs(a[k] - b[k]) / b[k] for a, b in zip(c, curves[0])]
             r[f"{k}_max_rel_diff"] = max(rel)
-    return out
+    return out + [training_floor(profile, data)]
 
 
 def bench_e2e(profile: str, run_dir: Path) -> list[dict[str, Any]]:

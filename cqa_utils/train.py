@@ -177,12 +177,12 @@ def fast_trainer_class():
 
 def prepare_fast(model: Any, profile: Profile) -> Any:
     """The base as our fast path trains it: bf16 weights where training is bf16 (as LLaMA-Factory loads the
-    paper's base), and on a CPU eager attention (here its bf16 backward is faster than the flash kernel's)."""
+    paper's base). With bf16 on a CPU, eager attention: there its backward is faster than the CPU flash
+    kernel's. In fp32 the flash kernel (sdpa) is faster (bench/README.md), so it stays."""
     import torch
 
     if uses_bf16(profile) and profile.device == "cpu":
         model = model.to(torch.bfloat16)
-    if profile.device == "cpu":
         model.set_attn_implementation("eager")
     return model
 

@@ -1,0 +1,46 @@
+"""The Performance appendix: goals are judged from the results file, old formats are skipped, figures render."""
+
+from __future__ import annotations
+
+from cqa_utils.book import goal_table, performance_figures
+
+
+def _results(score_speedup: float, agree: float, train_rows: list[tuple[float, float]], total_s: float) -> dict:
+    train = [{"setup": "straightforward trl (...)", "speedup": 1.0, "train_loss_max_rel_diff": 0.0,
+              "eval_loss_max_rel_diff": 0.0, "epochs": 3, "rows": 16}]
+    train += [{"setup": f"ours {i} (...)", "speedup": s, "train_loss_max_rel_diff": d, "eval_loss_max_rel_diff": d / 2,
+               "epochs": 3, "rows": 16} for i, (s, d) in enumerate(train_rows)]
+    train += [{"setup": "floor: GEMM only", "wall_s": 3000.0, "epochs": 12, "rows": 94}]  # no speed-up: not a goal row
+    return {"sections": {
+        "Scoring (full benchmark requests)": [
+            {"scorer": "lm-eval batch 8", "speedup_vs_lm_eval": 1.0},
+            {"scorer": "ours (what the sweep runs)", "speedup_vs_lm_eval": score_speedup,
+             "max_abs_diff_vs_fp64_ref_nats": agree, "max_abs_diff_vs_lm_eval_nats": 1e-3}],
+        "Epoch sweep: adapter switching vs reloading": [
+            {"mode": "reload", "speedup": 1.0},
+            {"mode": "one base, merged (as the sweep runs)", "speedup": 1.8, "max_abs_diff_dI_nats": 0.0},
+            {"mode": "one base, unmerged", "speedup": 1.5, "max_abs_diff_dI_nats": 2e-4}],
+        "Training (3 epochs on 16 rows, same seed)": train,
+        "End to end (last cqa run)": [{"stage": "01_data", "wall_s": 5.0}, {"stage": "cqa book", "wall_s": 60.0},
+                                      {"stage": "total (cqa run + cqa book)", "wall_s": total_s}],
+        "Old format section": [{"unexpected": 1}],
+    }}
+
+
+def test_goals_are_judged_from_the_numbers() -> None:
+    g = goal_table(_results(1.3, 6e-6, [(2.0, 0.001), (3.1, 0.004)], 2000.0)).set_index("goal")["met"]
+    assert g.filter(like="scoring").tolist() == ["no"]  # fast enough is not reached
+    assert g.filter(like="sweep").tolist() == ["yes"]  # judged on the merged row the sweep runs, not the last row
+    assert g.filter(like="training").tolist() == ["no", "yes"]  # one row per setup of ours
+    assert g.filter(like="30 min").tolist() == ["no"]
+    g = goal_table(_results(2.5, 2e-4, [(3.0, 0.02)], 1700.0)).set_index("goal")["met"]
+    assert g.filter(like="scoring").tolist() == ["no"]  # fast but outside the agreement bound
+    assert g.filter(like="training").tolist() == ["no"]  # fast but the loss curve moved > 1 %
+    assert g.filter(like="30 min").tolist() == ["yes"]
+
+
+def test_figures_render_as_raw_html_blocks() -> None:
+    figs = performance_figures(_results(1.3, 6e-6, [(3.0, 0.001)], 2000.0))
+    assert len(figs) == 2
+    assert all(f.lstrip().startswith("```{raw} html") and "Plotly.newPlot" in f for f in figs)
+    assert "cqa book" in figs[1] and "total (cqa run" not in figs[1]  # stages only; the total is in the table
