@@ -172,41 +172,58 @@ def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, 
 
 
 @torch.inference_mode()
-def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]]) -> list[np.ndarray]:
+def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]], max_tokens: int = 4096,
+                         pad_id: int = 0) -> list[np.ndarray]:
     """Per-token log-probs of several continuations of one context, running the context only once.
 
-    The context's key/value cache is kept; each continuation runs after it on its own (no padding) and
-    is then cropped off the cache again (shared/notes/scoring.md §3-§4).
+    The context's key/value cache is kept. The continuations follow it in length-sorted, right-padded
+    batches of at most ``max_tokens`` fed tokens: the cache is repeated along the batch, the batch runs
+    after it without a mask (right padding is invisible to the real positions before it), and the cache
+    is cropped and cut back to one row again (shared/notes/scoring.md §3-§4).
     """
     decoder, head = _parts(model)
     device = next(model.parameters()).device
     out = decoder(input_ids=torch.tensor([ctx], device=device), use_cache=True)
-    first = out.last_hidden_state[:, -1]  # predicts every continuation's first token
+    first = out.last_hidden_state[0, -1:]  # predicts every continuation's first token
     cache = out.past_key_values
-    res = []
-    for c in conts:
-        rows = first
-        if len(c) > 1:
-            h = decoder(input_ids=torch.tensor([c[:-1]], device=device), past_key_values=cache,
-                        use_cache=True).last_hidden_state[0]
-            cache.crop(-(len(c) - 1))  # back to the context alone
-            rows = torch.cat([first, h], 0)
-        res.append(_token_logprobs(head, rows, c))
-    return res
+    res: list[np.ndarray | None] = [None] * len(conts)
+    single = [i for i, c in enumerate(conts) if len(c) == 1]
+    for i in single:
+        res[i] = _token_logprobs(head, first, conts[i])
+    rest = [i for i in range(len(conts)) if len(conts[i]) > 1]
+    for idx in _batches([len(conts[i]) - 1 for i in rest], max_tokens):
+        idx = [rest[k] for k in idx]
+        width = len(conts[idx[0]]) - 1
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, : len(conts[i]) - 1] = torch.tensor(conts[i][:-1])
+        cache.batch_repeat_interleave(len(idx))
+        h = decoder(input_ids=ids.to(device), past_key_values=cache, use_cache=True).last_hidden_state
+        cache.crop(-width)  # back to the context alone, one row
+        cache.batch_select_indices(torch.tensor([0], device=device))
+        rows = torch.cat([torch.cat([first, h[r, : len(conts[i]) - 1]], 0) for r, i in enumerate(idx)], 0)
+        lp = _token_logprobs(head, rows, [t for i in idx for t in conts[i]])
+        pos = 0
+        for i in idx:
+            res[i] = lp[pos: pos + len(conts[i])]
+            pos += len(conts[i])
+    return res  # type: ignore[return-value]
 
 
 def score_grouped(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, pad_id: int = 0) -> list[Scored]:
-    """Like :func:`score_encoded`, but items with identical context ids share one context pass."""
+    """Like :func:`score_encoded`, but items with identical context ids (longer than the prefix token alone)
+    share one context pass; the rest, unconditional items included, go in ordinary batches."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, e in enumerate(items):
         groups.setdefault(tuple(e.ctx), []).append(i)
     out: list[Scored | None] = [None] * len(items)
-    single = [g[0] for g in groups.values() if len(g) == 1]
-    for i, s in zip(single, score_encoded(model, [items[i] for i in single], max_tokens, pad_id)):
+    plain = [i for ctx, g in groups.items() if len(g) == 1 or len(ctx) == 1 for i in g]  # nothing to share
+    for i, s in zip(plain, score_encoded(model, [items[i] for i in plain], max_tokens, pad_id)):
         out[i] = s
     for ctx, g in groups.items():
-        if len(g) > 1:
-            for i, lp in zip(g, score_shared_context(model, list(ctx), [items[i].cont for i in g])):
+        if len(g) > 1 and len(ctx) > 1:
+            lps = score_shared_context(model, list(ctx), [items[i].cont for i in g], max_tokens, pad_id)
+            for i, lp in zip(g, lps):
                 e = items[i]
                 out[i] = Scored(lp, len(e.ctx), e.boundary_ok, e.truncated)
     return out  # type: ignore[return-value]

@@ -111,3 +111,19 @@ def test_shared_context_equals_separate_scoring(smoke):
     b = scoring.score_pairs(model, tok, rows, pid, share_context=False)
     cols = ["logp_cond_good", "logp_cond_bad", "logp_uncond_good", "logp_uncond_bad", "n_tokens_good", "n_tokens_bad"]
     np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), atol=1e-4)
+
+
+def test_shared_context_batches_equal_one_at_a_time(smoke):
+    """Continuations of one context, in several padded batches after its cache, score as each one alone."""
+    _, tok, model, pid = smoke
+    ctx = [pid] + tok("Nessa opened the door and looked at the rain.", add_special_tokens=False)["input_ids"]
+    conts = [tok(t, add_special_tokens=False)["input_ids"] for t in
+             (" It fell softly on the step.", " x", " A much longer option than the other one, by some way.", " one")]
+    conts.append(conts[1][:1])  # a one-token continuation: predicted from the context alone
+    shared = scoring.score_shared_context(model, ctx, conts, max_tokens=12, pad_id=pid)  # forces several batches
+    alone = [scoring.score_shared_context(model, ctx, [c])[0] for c in conts]
+    for a, b in zip(shared, alone):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    full = scoring.score_encoded(model, [scoring.Encoded(ctx, c, True, 0) for c in conts], pad_id=pid)
+    for a, f in zip(shared, full):
+        np.testing.assert_allclose(a, f.logprobs, atol=1e-4)
