@@ -311,14 +311,15 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
     tok = load_tokenizer(prof)
     rows = load(data.train, "train").rows
     tr, va = rows[:n_rows], rows[n_rows:n_rows + 4]
-    ntok = epochs * sum(len(build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len)["input_ids"]) for r in tr)
+    ex = lambda rs: [build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in rs]  # noqa: E731
+    ntok = epochs * sum(len(e["input_ids"]) for e in ex(tr))
+    fp32 = prof.with_overrides(mixed_precision="no")
+    setups = [("straightforward trl (default loss path, gradient checkpointing, fp32)", False, fp32),
+              ("ours, fp32 (label-position LM head, no checkpointing, gap-sampled dropout, no padding mask)", True, fp32)]
+    if uses_bf16(prof):  # otherwise the run is the fp32 row above
+        setups.append(("ours, as run (+ bf16 base, autocast and eager attention: the CPU has bf16)", True, prof))
     out, curves = [], []
-    for label, fast, prof_i in (("straightforward trl (default loss path, gradient checkpointing, fp32)", False,
-                                 prof.with_overrides(mixed_precision="no")),
-                                ("ours, fp32 (label-position LM head, no checkpointing, gap-sampled dropout, "
-                                 "no padding mask)", True, prof.with_overrides(mixed_precision="no")),
-                                ("ours, as run (+ bf16 base, autocast and eager attention: the CPU has bf16)" if uses_bf16(prof)
-                                 else "ours, as run", True, prof)):
+    for label, fast, prof_i in setups:
         model = load_model(prof_i)  # loading is not timed
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
@@ -333,7 +334,15 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
         for k in ("train_loss", "eval_loss"):
             rel = [abs(a[k] - b[k]) / b[k] for a, b in zip(c, curves[0])]
             r[f"{k}_max_rel_diff"] = max(rel)
-    return out + [training_floor(profile, data)]
+    head, body = linear_sizes(model)
+    toks = lambda es: (sum(len(e["input_ids"]) for e in es), sum(sum(t != -100 for t in e["labels"]) for e in es))  # noqa: E731
+    (t, lab), (tv, lv) = toks(ex(tr)), toks(ex(va))
+    flop = epochs * (4 * (body * t + head * lab) + 2 * (body * tv + head * lv))  # what ours cannot skip
+    rate = gemm_rate(model.config.hidden_size, model.config.intermediate_size)
+    ceiling = {"setup": f"ceiling: ours fp32, matrix products only at {rate / 1e9:.0f} GFLOP/s, nothing else counted",
+               "wall_s": flop / rate, "train_tokens_per_s": ntok * rate / flop, "rows": len(tr), "epochs": epochs}
+    ceiling["speedup"] = ceiling["train_tokens_per_s"] / out[0]["train_tokens_per_s"]
+    return out + [ceiling, training_floor(profile, data)]
 
 
 def bench_e2e(profile: str, run_dir: Path) -> list[dict[str, Any]]:
@@ -356,13 +365,27 @@ def bench_e2e(profile: str, run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def code_version() -> str:
+    """The git commit the bench ran on (with "+changes" when the work tree differs), or "" outside git."""
+    import subprocess
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        return head + ("+changes" if head and git("status", "--porcelain", "--untracked-files=no") else "")
+    except OSError:
+        return ""
+
+
 def main(args: Any) -> int:
     """Run the selected sections and write the results file."""
+    from .train import cpu_has_bf16
+
     only = set(args.only or ["scoring", "sweep", "training", "e2e"])
     data = DataPaths()
     run_dir = REPO_ROOT / "runs" / args.profile
     res: dict[str, Any] = {"profile": args.profile, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": hardware(),
-                           "host": socket.gethostname(), "sections": {}}
+                           "host": socket.gethostname(), "native_bf16": cpu_has_bf16(), "commit": code_version(), "sections": {}}
     torch.manual_seed(0)
     if "scoring" in only:
         res["sections"]["Scoring (full benchmark requests)"] = bench_scoring(args.profile, data)

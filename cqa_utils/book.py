@@ -84,13 +84,28 @@ GOALS = ("Goals (issue 4): scoring ≥ 2× lm-evaluation-harness at ≤ 1e-4 nat
          "setup with per-epoch losses within 1 %; `cqa run` + `cqa book` ≤ 30 min on 2 cores.")
 
 
-def latest_bench() -> tuple[Path, dict[str, Any]] | None:
-    """The newest ``bench/results/*.json`` by the date recorded inside it (file times change on checkout)."""
-    files = [(json.loads(p.read_text()), p) for p in (REPO_ROOT / "bench" / "results").glob("*.json")]
-    if not files:
-        return None
-    res, path = max(files, key=lambda f: (f[0].get("date", ""), f[1].name))
-    return path, res
+def newest_sections() -> list[tuple[str, list[dict[str, Any]], Path, dict[str, Any]]]:
+    """Each kind of section (scoring, sweep, training, end to end) from the newest ``bench/results/*.json``
+    that measured it, ordered by the date recorded inside the files (file times change on checkout):
+    (section name, rows, file, the file's results)."""
+    files = sorted(((json.loads(p.read_text()), p) for p in (REPO_ROOT / "bench" / "results").glob("*.json")),
+                   key=lambda f: (f[0].get("date", ""), f[1].name))
+    kinds: dict[str, tuple[str, list[dict[str, Any]], Path, dict[str, Any]]] = {}
+    for res, path in files:
+        for name, rows in res.get("sections", {}).items():
+            if rows:
+                kinds[name.split()[0]] = (name, rows, path, res)
+    order = ["Scoring", "Epoch", "Training", "End"]
+    return sorted(kinds.values(), key=lambda k: order.index(k[0].split()[0]) if k[0].split()[0] in order else len(order))
+
+
+def machine_text(res: dict[str, Any]) -> str:
+    """The machine a results file came from, in words."""
+    m = res.get("machine", {})
+    bf16 = {True: ", native bf16", False: ", no native bf16"}.get(res.get("native_bf16"), "")
+    gpu = f", GPU {m['cuda']}" if m.get("cuda") else ", no GPU"
+    code = f", code {res['commit']}" if res.get("commit") else ""
+    return f"{m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores{bf16}{gpu}{code})"
 
 
 def goal_table(res: dict[str, Any]) -> pd.DataFrame:
@@ -116,10 +131,11 @@ def _goal_rows(name: str, recs: list[dict[str, Any]]) -> list[dict[str, str]]:
                                      f"{r['max_abs_diff_vs_lm_eval_nats']:.1e} vs lm-eval",
                          "met": "yes" if r["speedup_vs_lm_eval"] >= 2 and agree <= 1e-4 else "no"})
     elif name.startswith("Epoch sweep"):
-        r = next(x for x in recs if "as the sweep runs" in x["mode"])
-        rows.append({"goal": "sweep on one loaded base, identical outputs", "measured":
-                     f"{r['speedup']:.2f}× vs reloading; max |ΔI diff| {r.get('max_abs_diff_dI_nats', float('nan')):.1e} nats",
-                     "met": "yes" if r.get("max_abs_diff_dI_nats", 1) == 0 else "no"})
+        r = next((x for x in recs if "as the sweep runs" in x["mode"]), None)
+        if r:
+            rows.append({"goal": "sweep on one loaded base, identical outputs", "measured":
+                         f"{r['speedup']:.2f}× vs reloading; max |ΔI diff| {r['max_abs_diff_dI_nats']:.1e} nats",
+                         "met": "yes" if r["max_abs_diff_dI_nats"] == 0 else "no"})
     elif name.startswith("Training"):
         for r in [x for x in recs[1:] if "train_loss_max_rel_diff" in x]:  # ours vs the straightforward (first) row
             worst = max(r["train_loss_max_rel_diff"], r["eval_loss_max_rel_diff"])
@@ -175,21 +191,23 @@ def performance_page() -> tuple[str, int]:
     """The Performance appendix (newest benchmark results as tables and bar charts, goals first); its figure count."""
     head = ("# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline "
             f"measured in the same run. {GOALS}\n\n")
-    found = latest_bench()
+    found = newest_sections()
     if not found:
         return head + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n", 0
-    path, res = found
-    m = res.get("machine", {})
-    out = [head, f"Results file: `bench/results/{path.name}`, measured {res.get('date', '')} on **{m.get('cpu', '?')}** "
-                 f"({m.get('cpu_count', '?')} cores{', GPU ' + str(m['cuda']) if m.get('cuda') else ', no GPU'}); every figure "
-                 "below comes from that machine.\n\n## Goals\n\n" + _md_table(goal_table(res)) + "\n"]
+    res = {"sections": {name: rows for name, rows, _, _ in found}}
+    srcs = {path.name: r for _, _, path, r in found}
+    out = [head, "Each section below comes from the newest results file that measured it: "
+           + "; ".join(f"`bench/results/{n}` ({r.get('date', '')}, {machine_text(r)})" for n, r in srcs.items())
+           + ".\n\n## Goals\n\n" + (_md_table(goals) if len(goals := goal_table(res)) else "No goal is measured in "
+                                          "these files (they predate the goal columns): run `cqa bench`.") + "\n"]
     figs = performance_figures(res)
     out += figs
     lead = ("stage", "scorer", "mode", "setup")
-    for section, rows in res.get("sections", {}).items():
+    for section, rows, path, r in found:
         df = pd.DataFrame(rows)
         df = df[[c for c in lead if c in df] + [c for c in df if c not in lead]]
-        out.append(f"\n## {section}\n\n{_md_table(df.apply(lambda c: c.map(_cell)))}\n")
+        out.append(f"\n## {section}\n\nFrom `bench/results/{path.name}`, measured {r.get('date', '')} on "
+                   f"{machine_text(r)}.\n\n{_md_table(df.apply(lambda c: c.map(_cell)))}\n")
     return "".join(out), len(figs)
 
 

@@ -44,3 +44,23 @@ def test_figures_render_as_raw_html_blocks() -> None:
     assert len(figs) == 2
     assert all(f.lstrip().startswith("```{raw} html") and "Plotly.newPlot" in f for f in figs)
     assert "cqa book" in figs[1] and "total (cqa run" not in figs[1]  # stages only; the total is in the table
+
+
+def test_each_section_comes_from_the_newest_file_that_measured_it(tmp_path, monkeypatch) -> None:
+    import json
+
+    import cqa_utils.book as book
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    files = {"b-old.json": {"date": "2026-11-24 02:29", "sections": {"End to end (last cqa run)": [{"stage": "x", "wall_s": 1.0}],
+                                                                    "Scoring (full)": [{"scorer": "old"}]}},
+             "a-new.json": {"date": "2026-11-30 10:00", "native_bf16": False,  # file names sort the other way
+                            "sections": {"Scoring (full)": [{"scorer": "new"}], "End to end (last cqa run)": []}}}
+    for name, res in files.items():
+        (tmp_path / "bench" / "results" / name).write_text(json.dumps(res))
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    got = [(name, rows[0], path.name) for name, rows, path, _ in book.newest_sections()]
+    assert got == [("Scoring (full)", {"scorer": "new"}, "a-new.json"),  # newer by its recorded date
+                   ("End to end (last cqa run)", {"stage": "x", "wall_s": 1.0}, "b-old.json")]  # an empty section is no measurement
+    text, _ = book.performance_page()
+    assert "no native bf16" in text and "b-old.json" in text
