@@ -88,48 +88,51 @@ def gemm_rate(k: int, n: int, dtype: torch.dtype = torch.float32, rows: int = 10
     return 2 * rows * k * n / best
 
 
-def training_floor(profile: str, data: DataPaths) -> dict[str, Any]:
-    """Best-case seconds for the profile's whole training run at this machine's measured GEMM rate.
+def token_counts(examples: list[dict[str, list[int]]]) -> tuple[int, int]:
+    """(fed tokens, label tokens) of built training examples."""
+    return sum(len(e["input_ids"]) for e in examples), sum(sum(t != -100 for t in e["labels"]) for e in examples)
 
-    Counts only the linear layers' multiply-adds that LoRA training cannot skip: per token, the frozen body
-    forward (2·N) and its input gradient (2·N), the LM head forward and input gradient on label positions,
-    and the eval forward each epoch. Attention, element-wise ops and the LoRA matrices are left out, so it is a
-    lower bound on the training stage's wall time.
+
+def training_flop(model: Any, train_ex: list[dict[str, list[int]]], val_ex: list[dict[str, list[int]]], epochs: int) -> int:
+    """The linear layers' multiply-adds that our LoRA training cannot skip, over ``epochs`` epochs.
+
+    Per token: the frozen body's forward (2·N) and input gradient (2·N); the LM head's forward and input
+    gradient on label positions only; and each epoch's eval forward. Attention, element-wise ops and the
+    LoRA matrices are left out, so time at the GEMM rate is a lower bound.
     """
+    head, body = linear_sizes(model)
+    (t, lab), (tv, lv) = token_counts(train_ex), token_counts(val_ex)
+    return epochs * (4 * (body * t + head * lab) + 2 * (body * tv + head * lv))
+
+
+def training_floor(prof: Any, tok: Any, model: Any, data: DataPaths, fp32_rate: float) -> dict[str, Any]:
+    """Best-case seconds for the profile's whole training run (:func:`training_flop`) at this machine's GEMM
+    rate in the precision the run trains in."""
     from .data import split_train_val
-    from .models import load_model, load_tokenizer
     from .train import build_example, uses_bf16
 
-    prof = get_profile(profile)
-    hp = prof.hparams
-    tok, m = load_tokenizer(prof), load_model(prof)
-    head, body = linear_sizes(m)
+    hp = get_profile(prof.name).hparams
     rows = load(data.train, "train").rows
     tr_i, va_i = split_train_val(rows, hp.val_size, hp.seed)
-    ex = {i: build_example(tok, rows[i], hp.template, hp.cutoff_len) for i in tr_i + va_i}
-    count = lambda idx: (sum(len(ex[i]["input_ids"]) for i in idx), sum(sum(t != -100 for t in ex[i]["labels"]) for i in idx))  # noqa: E731
-    (tt, tl), (vt, vl) = count(tr_i), count(va_i)
-    flop = hp.num_train_epochs * (4 * (tt * body + tl * head) + 2 * (vt * body + vl * head))
-    dtype = torch.bfloat16 if uses_bf16(prof) else torch.float32
-    rate = gemm_rate(m.config.hidden_size, m.config.intermediate_size, dtype)
-    return {"setup": f"floor: the full {hp.num_train_epochs}-epoch `{profile}` training run, GEMM only at this machine's "
-                     f"measured {str(dtype).split('.')[-1]} rate", "wall_s": flop / rate, "epochs": hp.num_train_epochs,
-            "rows": len(tr_i), "train_tokens_per_epoch": tt, "gemm_gflops": rate / 1e9}
+    ex = lambda idx: [build_example(tok, rows[i], hp.template, hp.cutoff_len) for i in idx]  # noqa: E731
+    train_ex = ex(tr_i)
+    flop = training_flop(model, train_ex, ex(va_i), hp.num_train_epochs)
+    bf16 = uses_bf16(prof)
+    rate = gemm_rate(model.config.hidden_size, model.config.intermediate_size, torch.bfloat16) if bf16 else fp32_rate
+    return {"setup": f"floor: the full {hp.num_train_epochs}-epoch `{prof.name}` training run, GEMM only at this machine's "
+                     f"measured {'bfloat16' if bf16 else 'float32'} rate", "wall_s": flop / rate,
+            "epochs": hp.num_train_epochs, "rows": len(tr_i), "train_tokens_per_epoch": token_counts(train_ex)[0],
+            "gemm_gflops": rate / 1e9}
 
 
-def fp32_ceiling(model: Any, enc: list[Any], head_rows: int, shared_tokens: int) -> dict[str, float]:
-    """Best-case seconds for the benchmark at this machine's measured fp32 GEMM rate (linear layers only).
-
-    Everything-at-every-position (lm-eval's work) vs our work (each repeated context once, the LM head only
-    on rows that predict a continuation token); attention and element-wise ops are left out, so both are
-    lower bounds.
-    """
+def fp32_ceiling(model: Any, shared_tokens: int, head_rows: int) -> dict[str, float]:
+    """Best-case seconds for our scoring work at this machine's measured fp32 GEMM rate (linear layers only):
+    each repeated context once, the LM head only on rows that predict a continuation token. Attention and
+    element-wise ops are left out, so it is a lower bound."""
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     head, body = linear_sizes(m)
     rate = gemm_rate(m.config.hidden_size, m.config.intermediate_size)
-    fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
-    return {"gemm_gflops": rate / 1e9, "full_work_s": 2 * fed * (body + head) / rate,
-            "our_work_s": 2 * (shared_tokens * body + head_rows * head) / rate}
+    return {"gemm_gflops": rate / 1e9, "our_work_s": 2 * (shared_tokens * body + head_rows * head) / rate}
 
 
 def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]], prefix_id: int,
@@ -211,17 +214,16 @@ def bench_scoring(profile: str, data: DataPaths) -> list[dict[str, Any]]:
                      "speedup_vs_lm_eval": best_lm[1] / t if best_lm else None,
                      "max_abs_diff_vs_fp64_ref_nats": float(np.abs(tot - ref_tot).max()),
                      "max_abs_diff_vs_lm_eval_nats": float(np.abs(tot - best_lm[2]).max()) if best_lm else None})
-    head_rows = sum(len(e.cont) for e in enc)
-    shared = len({tuple(e.ctx) for e in enc})  # each distinct context once, plus every continuation
-    shared_tokens = sum(len(c) for c in {tuple(e.ctx) for e in enc}) + sum(len(e.cont) - 1 for e in enc)
-    ceil = fp32_ceiling(model, enc, head_rows, shared_tokens)
+    contexts = {tuple(e.ctx) for e in enc}
+    shared_tokens = sum(map(len, contexts)) + sum(len(e.cont) - 1 for e in enc)  # each distinct context once
+    ceil = fp32_ceiling(model, shared_tokens, head_rows=sum(len(e.cont) for e in enc))
     if best_lm:
         rows.append({"scorer": f"ceiling: our work at {ceil['gemm_gflops']:.0f} GFLOP/s fp32 GEMM, no other cost",
                      "wall_s": ceil["our_work_s"], "tokens_per_s": fed / ceil["our_work_s"],
                      "speedup_vs_lm_eval": best_lm[1] / ceil["our_work_s"], "max_abs_diff_vs_fp64_ref_nats": None,
                      "max_abs_diff_vs_lm_eval_nats": None})
     for r in rows:
-        r |= {"requests": len(reqs), "tokens_fed": fed, "distinct_contexts": shared}
+        r |= {"requests": len(reqs), "tokens_fed": fed, "distinct_contexts": len(contexts)}
     return rows
 
 
@@ -311,8 +313,8 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
     tok = load_tokenizer(prof)
     rows = load(data.train, "train").rows
     tr, va = rows[:n_rows], rows[n_rows:n_rows + 4]
-    ex = lambda rs: [build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in rs]  # noqa: E731
-    ntok = epochs * sum(len(e["input_ids"]) for e in ex(tr))
+    tr_ex, va_ex = ([build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in rs] for rs in (tr, va))
+    ntok = epochs * token_counts(tr_ex)[0]
     fp32 = prof.with_overrides(mixed_precision="no")
     setups = [("straightforward trl (default loss path, gradient checkpointing, fp32)", False, fp32),
               ("ours, fp32 (label-position LM head, no checkpointing, gap-sampled dropout, no padding mask)", True, fp32)]
@@ -334,15 +336,12 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
         for k in ("train_loss", "eval_loss"):
             rel = [abs(a[k] - b[k]) / b[k] for a, b in zip(c, curves[0])]
             r[f"{k}_max_rel_diff"] = max(rel)
-    head, body = linear_sizes(model)
-    toks = lambda es: (sum(len(e["input_ids"]) for e in es), sum(sum(t != -100 for t in e["labels"]) for e in es))  # noqa: E731
-    (t, lab), (tv, lv) = toks(ex(tr)), toks(ex(va))
-    flop = epochs * (4 * (body * t + head * lab) + 2 * (body * tv + head * lv))  # what ours cannot skip
+    flop = training_flop(model, tr_ex, va_ex, epochs)
     rate = gemm_rate(model.config.hidden_size, model.config.intermediate_size)
     ceiling = {"setup": f"ceiling: ours fp32, matrix products only at {rate / 1e9:.0f} GFLOP/s, nothing else counted",
                "wall_s": flop / rate, "train_tokens_per_s": ntok * rate / flop, "rows": len(tr), "epochs": epochs}
     ceiling["speedup"] = ceiling["train_tokens_per_s"] / out[0]["train_tokens_per_s"]
-    return out + [ceiling, training_floor(profile, data)]
+    return out + [ceiling, training_floor(prof, tok, model, data, rate)]
 
 
 def bench_e2e(profile: str, run_dir: Path) -> list[dict[str, Any]]:

@@ -128,6 +128,14 @@ def _token_logprobs(head: Any, rows: torch.Tensor, targets: Sequence[int]) -> np
     return (logits.gather(1, tgt)[:, 0] - torch.logsumexp(logits, -1)).double().cpu().numpy()
 
 
+def _right_padded(seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """Token id rows padded on the right with ``pad_id`` to the longest one."""
+    ids = torch.full((len(seqs), max(len(q) for q in seqs)), pad_id, dtype=torch.long)
+    for r, q in enumerate(seqs):
+        ids[r, : len(q)] = torch.tensor(q)
+    return ids
+
+
 def _batches(lengths: Sequence[int], max_tokens: int) -> Iterable[list[int]]:
     """Indices grouped longest-first so each padded batch holds at most ``max_tokens`` tokens."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -149,15 +157,12 @@ def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, 
     lengths = [len(e.ctx) + len(e.cont) - 1 for e in items]  # the last token is predicted, never fed
     out: list[Scored | None] = [None] * len(items)
     for idx in _batches(lengths, max_tokens):
-        width = lengths[idx[0]]
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        keep = torch.zeros((len(idx), width), dtype=torch.bool)
+        ids = _right_padded([(items[i].ctx + items[i].cont)[:-1] for i in idx], pad_id)
+        keep = torch.zeros(ids.shape, dtype=torch.bool)
         targets = []
         for r, i in enumerate(idx):
             e = items[i]
-            seq = (e.ctx + e.cont)[:-1]
-            ids[r, : len(seq)] = torch.tensor(seq)
-            keep[r, len(e.ctx) - 1: len(seq)] = True  # positions whose next token is a continuation token
+            keep[r, len(e.ctx) - 1: lengths[i]] = True  # positions whose next token is a continuation token
             targets.extend(e.cont)
         # no attention mask: right padding is invisible to the real (earlier) positions of a causal LM
         hidden = decoder(input_ids=ids.to(device), use_cache=False).last_hidden_state
@@ -193,13 +198,10 @@ def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]],
     rest = [i for i in range(len(conts)) if len(conts[i]) > 1]
     for idx in _batches([len(conts[i]) - 1 for i in rest], max_tokens):
         idx = [rest[k] for k in idx]
-        width = len(conts[idx[0]]) - 1
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, : len(conts[i]) - 1] = torch.tensor(conts[i][:-1])
+        ids = _right_padded([conts[i][:-1] for i in idx], pad_id)
         cache.batch_repeat_interleave(len(idx))
         h = decoder(input_ids=ids.to(device), past_key_values=cache, use_cache=True).last_hidden_state
-        cache.crop(-width)  # back to the context alone, one row
+        cache.crop(-ids.shape[1])  # back to the context alone, one row
         cache.batch_select_indices(torch.tensor([0], device=device))
         rows = torch.cat([torch.cat([first, h[r, : len(conts[i]) - 1]], 0) for r, i in enumerate(idx)], 0)
         lp = _token_logprobs(head, rows, [t for i in idx for t in conts[i]])
