@@ -69,9 +69,12 @@ def plain_loop(model: Any, enc: list[Any]) -> tuple[float, list[np.ndarray], lis
 
 
 def linear_sizes(model: Any) -> tuple[int, int]:
-    """(LM-head weights, weights of every other linear layer) of a base model: the GEMM work per token."""
+    """(LM-head weights, weights of every other frozen linear layer) of a base model: the GEMM work per token.
+
+    LoRA matrices, where a model carries them, are left out."""
     head = model.get_output_embeddings().weight.numel()
-    body = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n and "lm_head" not in n)
+    body = sum(p.numel() for n, p in model.named_parameters()
+               if p.dim() == 2 and not any(k in n for k in ("embed", "lm_head", "lora_")))
     return head, body
 
 
