@@ -64,3 +64,15 @@ def test_each_section_comes_from_the_newest_file_that_measured_it(tmp_path, monk
                    ("End to end (last cqa run)", {"stage": "x", "wall_s": 1.0}, "b-old.json")]  # an empty section is no measurement
     text, _ = book.performance_page()
     assert "no native bf16" in text and "b-old.json" in text
+
+
+def test_goal_sentence_and_judgement_read_one_table(monkeypatch) -> None:
+    import cqa_utils.book as book
+
+    assert "≥ 2.5× trl" in book.GOALS and "≤ 1e-4 nats" in book.GOALS and "≤ 30 min" in book.GOALS
+    res = _results(1.3, 6e-6, [(2.0, 0.001)], 2000.0)
+    monkeypatch.setitem(book.GOAL, "training_speedup", 1.5)
+    monkeypatch.setitem(book.GOAL, "e2e_minutes", 40)
+    g = goal_table(res).set_index("goal")["met"]
+    assert g.filter(like="training ≥ 1.5×").tolist() == ["yes"]
+    assert g.filter(like="≤ 40 min").tolist() == ["yes"]
