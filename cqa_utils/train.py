@@ -147,32 +147,38 @@ def fast_trainer_class():
     cost more than the model's own forward pass. A right-padding attention mask is dropped (it changes no
     real position: :func:`cqa_utils.lora_fast.right_padded`); NEFTune's hook still sees the padded length.
     """
-    import torch.nn.functional as F
     from trl import SFTTrainer
-
-    from .lora_fast import right_padded
 
     class FastSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            import torch
-
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            dev = inputs["input_ids"].device.type
-            mask = inputs.get("attention_mask")
-            labels = inputs["labels"][:, 1:]
-            keep = labels != -100
-            # bf16 mixed precision as the paper's `bf16: true`; made explicit because accelerate does not
-            # autocast on a CPU. LoRA weights and the optimizer stay fp32; the loss is taken in fp32.
-            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
-                hidden = base.get_decoder()(input_ids=inputs["input_ids"], use_cache=False,
-                                            attention_mask=None if right_padded(mask) else mask).last_hidden_state
-                logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-            total = F.cross_entropy(logits.float(), labels[keep], reduction="sum")
-            denom = num_items_in_batch if num_items_in_batch is not None else keep.sum()
-            loss = total / torch_as(denom, total).clamp(min=1)
+            loss = label_position_loss(model, inputs, bool(self.args.bf16), num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return FastSFTTrainer
+
+
+def label_position_loss(model: Any, inputs: dict[str, Any], bf16: bool, num_items_in_batch: Any = None) -> Any:
+    """trl's SFT loss (summed token cross-entropy / ``num_items_in_batch``) with the LM head run on label
+    positions only, and no attention mask when the batch is right-padded."""
+    import torch
+    import torch.nn.functional as F
+
+    from .lora_fast import right_padded
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dev = inputs["input_ids"].device.type
+    mask = inputs.get("attention_mask")
+    labels = inputs["labels"][:, 1:]
+    keep = labels != -100
+    # bf16 mixed precision as the paper's `bf16: true`; made explicit because accelerate does not
+    # autocast on a CPU. LoRA weights and the optimizer stay fp32; the loss is taken in fp32.
+    with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+        hidden = base.get_decoder()(input_ids=inputs["input_ids"], use_cache=False,
+                                    attention_mask=None if right_padded(mask) else mask).last_hidden_state
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+    total = F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+    denom = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return total / torch_as(denom, total).clamp(min=1)
 
 
 def prepare_fast(model: Any, profile: Profile) -> Any:

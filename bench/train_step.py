@@ -1,0 +1,102 @@
+"""Time our LoRA training step alone (no Trainer), with and without ``torch.compile``, and profile it.
+
+The step is exactly the one ``cqa run`` trains with: the profile's base prepared by
+``train.prepare_fast``, the paper's LoRA with ``lora_fast.prepare_lora``, and
+``train.label_position_loss`` forward and backward on one training row at a time (batch 1, as the
+paper). Optimizer, NEFTune, eval and checkpoints are left out, so this isolates the step's kernels.
+
+    .venv/bin/python bench/train_step.py                 # eager, then compiled (dynamic shapes)
+    .venv/bin/python bench/train_step.py --modes eager --profile-ops   # + torch.profiler's top ops
+
+Prints tokens/s per mode over the same rows after warm-up steps, the compiled mode's first-step
+(compile) time and its graph-break count, and the ratio against eager measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def build(profile_name: str, fp32: bool):
+    """(peft model, examples) for the profile's base with our fast path, as ``train.train`` builds them."""
+    from peft import get_peft_model
+
+    from cqa_utils.config import DataPaths, get_profile
+    from cqa_utils.data import load
+    from cqa_utils.lora_fast import prepare_lora
+    from cqa_utils.models import load_model, load_tokenizer
+    from cqa_utils.train import build_example, lora_config, prepare_fast, uses_bf16
+
+    prof = get_profile(profile_name)
+    if fp32:
+        prof = prof.with_overrides(mixed_precision="no")
+    tok = load_tokenizer(prof)
+    model = prepare_fast(load_model(prof), prof)
+    pm = get_peft_model(model, lora_config(prof.hparams))
+    prepare_lora(pm)
+    pm.train()
+    rows = load(DataPaths().train, "train").rows
+    exs = [build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in rows]
+    return pm, exs, uses_bf16(prof)
+
+
+def step(pm, ex, bf16: bool) -> int:
+    """One forward + backward of our training loss on one row; returns its token count."""
+    from cqa_utils.train import label_position_loss
+
+    inputs = {"input_ids": torch.tensor([ex["input_ids"]]), "labels": torch.tensor([ex["labels"]])}
+    label_position_loss(pm, inputs, bf16).backward()
+    return len(ex["input_ids"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--as-run", action="store_true", help="the profile's precision (default: fp32)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rows", type=int, default=4, help="timed rows after the warm-up rows")
+    ap.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"])
+    ap.add_argument("--profile-ops", action="store_true")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    rates: dict[str, float] = {}
+    for mode in a.modes:
+        pm, exs, bf16 = build(a.profile, fp32=not a.as_run)
+        base = pm.get_base_model()
+        if mode == "compile":
+            torch.compiler.reset()
+            base.model = torch.compile(base.model, dynamic=True)
+        warm, timed = exs[:a.warmup], exs[a.warmup:a.warmup + a.rows]
+        t0 = time.perf_counter()
+        for ex in warm[:1]:
+            step(pm, ex, bf16)
+        first = time.perf_counter() - t0
+        for ex in warm[1:]:
+            step(pm, ex, bf16)
+        t0 = time.perf_counter()
+        n = sum(step(pm, ex, bf16) for ex in timed)
+        rates[mode] = n / (time.perf_counter() - t0)
+        extra = ""
+        if mode == "compile":
+            from torch._dynamo.utils import counters
+
+            extra = f", graph breaks {sum(counters['graph_break'].values())}"
+        print(f"{mode}: first step {first:.1f} s{extra}; {rates[mode]:.1f} tokens/s over {n} tokens "
+              f"({len(timed)} rows after {len(warm)} warm-up)")
+        if a.profile_ops:
+            from torch.profiler import profile
+
+            with profile() as p:
+                for ex in timed[:2]:
+                    step(pm, ex, bf16)
+            print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    if "eager" in rates:
+        for mode, r in rates.items():
+            print(f"{mode}: {r / rates['eager']:.2f}x eager")
+
+
+if __name__ == "__main__":
+    main()
