@@ -1,7 +1,7 @@
 """Time our LoRA training step alone (no Trainer), with and without ``torch.compile``, and profile it.
 
-The step is exactly the one ``cqa run`` trains with: the profile's base prepared by
-``train.prepare_fast``, the paper's LoRA with ``lora_fast.prepare_lora``, and
+The step is exactly the one ``cqa run`` trains with: the profile's base with the paper's LoRA as
+``train.lora_model`` builds it for training, and
 ``train.label_position_loss`` forward and backward on one training row at a time (batch 1, as the
 paper). Optimizer, NEFTune, eval and checkpoints are left out, so this isolates the step's kernels.
 
@@ -22,21 +22,16 @@ import torch
 
 def build(profile_name: str, fp32: bool):
     """(peft model, examples) for the profile's base with our fast path, as ``train.train`` builds them."""
-    from peft import get_peft_model
-
     from cqa_utils.config import DataPaths, get_profile
     from cqa_utils.data import load
-    from cqa_utils.lora_fast import prepare_lora
     from cqa_utils.models import load_model, load_tokenizer
-    from cqa_utils.train import build_example, lora_config, prepare_fast, uses_bf16
+    from cqa_utils.train import build_example, lora_model, uses_bf16
 
     prof = get_profile(profile_name)
     if fp32:
         prof = prof.with_overrides(mixed_precision="no")
     tok = load_tokenizer(prof)
-    model = prepare_fast(load_model(prof), prof)
-    pm = get_peft_model(model, lora_config(prof.hparams))
-    prepare_lora(pm)
+    pm = lora_model(load_model(prof), prof)
     pm.train()
     rows = load(DataPaths().train, "train").rows
     exs = [build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in rows]

@@ -193,6 +193,19 @@ def prepare_fast(model: Any, profile: Profile) -> Any:
     return model
 
 
+def lora_model(model: Any, profile: Profile, fast: bool = True) -> Any:
+    """The paper's LoRA on ``model``; with ``fast``, on the base as :func:`prepare_fast` leaves it and with
+    :func:`cqa_utils.lora_fast.prepare_lora`'s dropout."""
+    from peft import get_peft_model
+
+    from .lora_fast import prepare_lora
+
+    peft_model = get_peft_model(prepare_fast(model, profile) if fast else model, lora_config(profile.hparams))
+    if fast:
+        prepare_lora(peft_model)
+    return peft_model
+
+
 def torch_as(x: Any, like: Any) -> Any:
     """``x`` as a tensor on ``like``'s device."""
     import torch
@@ -242,7 +255,6 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     """
     import torch
     from datasets import Dataset
-    from peft import get_peft_model
     from transformers import set_seed
     from trl import SFTTrainer
 
@@ -251,13 +263,7 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(hp.seed)
     torch.use_deterministic_algorithms(profile.device == "cpu", warn_only=True)
-    if fast:
-        model = prepare_fast(model, profile)
-    peft_model = get_peft_model(model, lora_config(hp))
-    if fast:
-        from .lora_fast import prepare_lora
-
-        prepare_lora(peft_model)
+    peft_model = lora_model(model, profile, fast)
     trainable, total = peft_model.get_nb_trainable_parameters()
     if profile.expected_trainable_params is not None and trainable != profile.expected_trainable_params:
         raise AssertionError(f"trainable parameters {trainable:,} != expected {profile.expected_trainable_params:,} "
