@@ -3,10 +3,11 @@
 Layout of ``runs/<profile>/``::
 
     run.json                 who wrote this directory (code version, profile)
-    artifacts/<stage>/...    each stage's outputs plus ``_stage.json`` (its input key)
-    checkpoints/             LoRA checkpoints, one per epoch
+    steps/<step>/...         each expensive step's outputs (a training run's checkpoints, a sweep's raw
+                             scores) plus ``cqa_key.json`` (its key) and ``_step.json`` (done, wall time)
+    artifacts/<notebook>/... tables and facts each notebook computes (always recomputed, cheap)
     executed/                the executed notebooks
-    manifest.json            versions, hardware, seeds, wall time per stage
+    manifest.json            versions, hardware, seeds, wall time per notebook and step
 
 Every file is written to a temporary name in the same directory and renamed, so a crash never
 leaves a half-written artifact that a later stage would read.
@@ -14,7 +15,6 @@ leaves a half-written artifact that a later stage would read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import __version__
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2  # 2: expensive steps under steps/, keyed by keys.step_key
 
 
 class RunDirError(RuntimeError):
@@ -84,29 +84,6 @@ def copy_tree_atomic(src: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def file_hash(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def source_hash(*modules: str) -> str:
-    """sha256 over the source of the named ``cqa_utils`` modules: a stage's code version."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for m in sorted(modules):
-        h.update((here / f"{m}.py").read_bytes())
-    return h.hexdigest()
-
-
-def key_of(inputs: dict[str, Any]) -> str:
-    """A stable hash of a stage's inputs."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=_jsonable).encode()).hexdigest()
-
-
 class Run:
     """One run directory; create it or open it, refusing one written by another code version."""
 
@@ -133,9 +110,9 @@ class Run:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.dir / "checkpoints"
+    def step_dir(self, step: str) -> Path:
+        """Where a cached step (see :mod:`cqa_utils.cache`) keeps its outputs."""
+        return self.dir / "steps" / step
 
     def path(self, stage: str, name: str) -> Path:
         return self.stage_dir(stage) / name
@@ -146,30 +123,20 @@ class Run:
         return write_table(p, obj) if isinstance(obj, pd.DataFrame) else write_json(p, obj)
 
     def load(self, stage: str, name: str) -> Any:
-        """Read an artifact written by ``stage``; a clear error says which notebook to run first."""
+        """Read an artifact written by notebook ``stage``; a clear error says which notebook to run first."""
         p = self.dir / "artifacts" / stage / name
         if not p.exists():
             raise RunDirError(f"{p} is missing: run notebook {stage} (or `cqa run`) first")
-        if p.suffix == ".parquet":
-            return pd.read_parquet(p)
-        if p.suffix == ".csv":
-            return pd.read_csv(p)
-        return json.loads(p.read_text())
+        return read_any(p)
 
-    # -- stage caching
-    def stage_record(self, stage: str) -> dict[str, Any] | None:
-        p = self.dir / "artifacts" / stage / "_stage.json"
-        return json.loads(p.read_text()) if p.exists() else None
 
-    def is_fresh(self, stage: str, key: str) -> bool:
-        """True when ``stage`` finished before with exactly these inputs."""
-        rec = self.stage_record(stage)
-        return bool(rec and rec.get("key") == key and rec.get("complete"))
-
-    def mark_done(self, stage: str, key: str, inputs: dict[str, Any], wall_s: float, reused: bool) -> None:
-        write_json(self.path(stage, "_stage.json"), {"key": key, "inputs": inputs, "complete": True,
-                                                     "wall_s": wall_s, "reused": reused,
-                                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+def read_any(p: Path) -> Any:
+    """A parquet/CSV file as a DataFrame, anything else as JSON."""
+    if p.suffix == ".parquet":
+        return pd.read_parquet(p)
+    if p.suffix == ".csv":
+        return pd.read_csv(p)
+    return json.loads(p.read_text())
 
 
 class RunLock:

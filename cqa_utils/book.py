@@ -1,7 +1,7 @@
 """Build the HTML book from the latest published run (no re-execution) and check its figures.
 
-Chapters that summarise a run (claims, deviations, reproducibility, performance) are rendered
-as MyST pages from the run's artifacts at build time, so every number in them comes from the run.
+Pages that summarise a run (deviations, reproducibility, performance) and the claim criteria are
+rendered as MyST pages from saved files; nothing about the run is recomputed at build time.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from typing import Any
 import pandas as pd
 
 from .artifacts import atomic_write
-from .config import REPO_ROOT, DataPaths, deviations, get_profile
+from .claims import criteria_table
+from .config import REPO_ROOT
 from .run import NOTEBOOKS
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
-FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "06_delta_logp": 1, "07_figures": 4}
+FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
+                "07_positive_control": 1, "08_decomposition": 2, "09_claims": 4}
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -39,27 +41,25 @@ def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dict[str, int]:
-    """Write the run-summary chapters into ``book_run`` (``<root>/book/run``); returns {page: plotly figures}."""
+    """Write the pages that summarise a run into ``book_run`` (``<root>/book/run``) from saved files only.
+
+    Nothing is recomputed here: the deviations were computed by notebook 01 while the run ran, the
+    manifest by ``cqa run``, the claim criteria are a data file of the repository. Returns
+    {page: number of plotly figures} for the pages rendered here.
+    """
     art = Path(run_dir) / "artifacts"
-    prof = get_profile(manifest["profile"])
-    data = DataPaths(**{k: Path(v) for k, v in manifest["data"].items()})
-    standin = ("```{warning}\nThese results come from the **stand-in** data written for this replication "
-               "(`data/standin`), not from the paper's SNAKE-100 corpus or benchmark, which are unreleased.\n```\n\n"
-               if manifest.get("standin") else "")
-    claims = pd.read_csv(art / "07_figures" / "claims.csv").fillna("")
-    counts = claims.verdict.value_counts()
-    page = (f"# Claims: what replicated\n\n{standin}Run profile **{prof.name}** ({prof.model_id}). "
-            "Each verdict is computed from this run by `cqa_utils/claims.py` (also shown at the end of notebook 07). "
-            "\"Replicated\" means the paper's pattern appears in this setting; it says nothing about the paper's own data.\n\n"
-            f"**Verdicts:** {', '.join(f'{k}: {v}' for k, v in counts.items())}.\n\n{_md_table(claims)}\n")
-    atomic_write(book_run / "claims.md", lambda p: p.write_text(page))
-    dev = pd.DataFrame(deviations(prof, data))
-    page = ("# Deviations from the paper\n\nEvery difference between this run and the paper's setup, and why. "
-            "Produced by `cqa_utils.config.deviations` for this run's profile and data; the paper's §3.4 "
-            "hyperparameters are otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev) + "\n")
+    crit = criteria_table()
+    page = ("# Claim criteria, declared before the results\n\nEach claim of the paper that this replication tests, the test, "
+            "the threshold and what counts as failure, fixed in `data/claims_criteria.csv` before any result was computed. "
+            "The verdicts are in the last chapter of the pipeline (notebook 09).\n\n" + _md_table(crit) + "\n")
+    atomic_write(book_run / "criteria.md", lambda p: p.write_text(page))
+    dev = pd.read_csv(book_run / "deviations.csv") if (book_run / "deviations.csv").exists() else pd.read_csv(art / "01_data" / "deviations.csv")
+    page = ("# Deviations from the paper\n\nEvery difference between this run and the paper's setup, and why, as computed "
+            "by notebook 01 on the machine that ran it (`cqa_utils.deviations`); the paper's §3.4 hyperparameters are "
+            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev.fillna("")) + "\n")
     atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
     nb = pd.DataFrame(manifest["notebooks"])
-    st = pd.DataFrame(manifest.get("stages", []))
+    st = pd.DataFrame(manifest.get("steps", []))
     ver = pd.DataFrame(sorted(manifest["versions"].items()), columns=["package", "version"])
     hw = pd.DataFrame(sorted((k, str(v)) for k, v in manifest["hardware"].items()), columns=["", "value"])
     git = manifest["git"]
@@ -70,8 +70,10 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
             f"- parameters: `{json.dumps(manifest['params'])}`\n- total wall time: {manifest['total_wall_s']:.0f} s\n\n"
             "To re-run exactly this: `cqa run --profile " + manifest["profile"] + "` then `cqa book`.\n\n"
             f"## Wall time per notebook\n\n{_md_table(_fmt(nb, 1))}\n\n"
-            "## Stages computed or reused\n\nA stage is reused when the hash of its inputs (data files, configuration, model "
-            "identity, its code version, upstream keys) matches its last complete run.\n\n"
+            "## Expensive steps computed or reused\n\nEvery notebook is re-executed on each run; an expensive step (training, "
+            "scoring, the prescreen) is reused when its key matches its last complete run. The key hashes the step's "
+            "arguments (data by content, settings, model provenance) and the source of its module and of every package "
+            "module that module imports.\n\n"
             f"{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
             f"## Package versions\n\n{_md_table(ver)}\n\n## Hardware\n\n{_md_table(hw)}\n")
     atomic_write(book_run / "reproducibility.md", lambda p: p.write_text(page))

@@ -1,7 +1,7 @@
 """Load and validate the JSON Lines data files; split and describe the training corpus.
 
 Every problem is reported as ``file:line: field: expected …, found …`` before any model is
-loaded. Schemas are in ``shared/DESIGN.md`` ("Data contracts"); unknown keys are kept.
+loaded. The schemas are in the README and the book's Methods chapter; unknown keys are kept.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 TOUCH_KINDS = ("intent", "audience", "reality")
 PAIR_DOMAINS = ("literary", "factual")
 CONTINUATION_DOMAINS = ("literary", "news", "popsci")
-FACTUAL_CONTINUATION_DOMAINS = ("news", "popsci")
 
 
 class DataError(ValueError):
@@ -249,6 +248,34 @@ def coverage_counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+LETTERS = "ABCDEFGHIJ"
+ABLATION_INSTRUCTION_NOTE = "Answer with the letter and the text of the option the story should take."
+CONTROL_INSTRUCTION = "Continue the text."
+
+
+def without_reasoning(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The no-reasoning ablation: each row's output reduced to the expert's choice (letter and option text).
+
+    The prompt is left exactly as it is (the same instruction and input); only the chain-of-thought
+    judgment is removed from the target, so a difference between the two adapters is attributable to
+    the reasoning text. Rows without a ``decision`` cannot be reduced and raise.
+    """
+    out = []
+    for r in rows:
+        d = r.get("decision")
+        if not d:
+            raise ValueError(f"row {r.get('id')}: no 'decision' field, so its output cannot be reduced to a choice")
+        k = d["expert_choice"]
+        out.append({**r, "output": f"{LETTERS[k]}. {d['candidates'][k]}"})
+    return out
+
+
+def preference_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Positive-control training rows: each calibration pair's context continued by its good option."""
+    return [{"id": f"control-{p['id']}", "instruction": CONTROL_INSTRUCTION, "input": p["context"], "output": p["good"]}
+            for p in pairs]
+
+
 @dataclass
 class Corpus:
     """The three validated data files of one run."""
@@ -256,6 +283,26 @@ class Corpus:
     train: Records
     pairs: Records
     continuations: Records
+
+
+def load_calibration(path: str | Path, corpus: Corpus, n: int = 8) -> Records:
+    """The positive control's pairs, validated, and kept apart from training and from the benchmark.
+
+    Raises a DataError at the first calibration text sharing an ``n``-word span with the training
+    corpus or with any benchmark text.
+    """
+    cal = load(path, "pairs")
+    check_no_leaks(corpus.train, cal, Records(Path(path), [], []), n)
+    bench = {}
+    for bpath, line, field, text in benchmark_texts(corpus.pairs, corpus.continuations):
+        for s in shingles(text, n):
+            bench.setdefault(s, (bpath, line, field))
+    for cpath, line, field, text in benchmark_texts(cal, Records(Path(path), [], [])):
+        hit = next((s for s in shingles(text, n) if s in bench), None)
+        if hit:
+            raise DataError(cpath, line, field, f"expected calibration items apart from the benchmark, found the {n}-word "
+                            f"span {' '.join(hit)!r} also in {bench[hit][0]}:{bench[hit][1]} ({bench[hit][2]})")
+    return cal
 
 
 def load_all(train: str | Path, pairs: str | Path, continuations: str | Path, leak_ngram: int = 8) -> Corpus:

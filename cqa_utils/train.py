@@ -246,11 +246,28 @@ class _EpochLog:
         return CB()
 
 
+class _StopAfter:
+    """Trainer callback: stop once epoch ``n`` is saved (the schedule still spans every epoch)."""
+
+    def __new__(cls, n: int):
+        from transformers import TrainerCallback
+
+        class CB(TrainerCallback):
+            def on_epoch_end(self, args, state, control, **kw):
+                if round(state.epoch) >= n:
+                    control.should_save = True
+                    control.should_training_stop = True
+
+        return CB()
+
+
 def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], val_rows: list[dict],
-          out_dir: Path, resume: bool = True, fast: bool = True, progress: Any = print) -> dict[str, Any]:
+          out_dir: Path, resume: bool = True, fast: bool = True, progress: Any = print,
+          stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` with LoRA on ``train_rows``; checkpoints go to ``out_dir/checkpoint-<step>``.
 
     With ``resume`` an interrupted run continues from its last complete epoch checkpoint.
+    ``stop_after_epoch`` ends training after that epoch without changing the schedule.
     Returns the training summary (trainable parameters, log history, wall time).
     """
     import torch
@@ -281,11 +298,14 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
 
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_EpochLog(log_path, model_identity(model), profile.name, progress))
+    final = min(hp.num_train_epochs, stop_after_epoch or hp.num_train_epochs)
+    if final < hp.num_train_epochs:
+        trainer.add_callback(_StopAfter(final))
     ckpts = complete_checkpoints(out_dir) if resume else {}
     moved = quarantine_incomplete(out_dir) if resume else []
     last = max(ckpts) if ckpts else None
-    if last is not None and last >= hp.num_train_epochs:
-        progress(f"  all {hp.num_train_epochs} epochs already trained; nothing to do")
+    if last is not None and last >= final:
+        progress(f"  all {final} epochs already trained; nothing to do")
         return summary_from_checkpoints(out_dir, trainable, total, resumed_from=last, quarantined=moved)
     if last is not None:
         progress(f"  resuming from epoch {last} ({ckpts[last].name})")

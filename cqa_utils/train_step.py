@@ -1,0 +1,36 @@
+"""Training a LoRA adapter as one cached step (see :mod:`cqa_utils.cache`).
+
+Outputs in the step folder: ``checkpoints/checkpoint-<step>`` (one per epoch), ``epochs.csv``
+(train and eval loss, wall time per epoch), ``log_history.json`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .artifacts import write_json, write_table
+from .config import Profile
+from .models import load_model, load_tokenizer
+from .train import train
+
+
+def train_adapter(out: Path, profile: Profile, train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]],
+                  fast: bool = True, stop_after_epoch: int | None = None,
+                  progress: Callable[[str], None] = print) -> None:
+    """Fine-tune the profile's base model on ``train_rows`` with the paper's settings.
+
+    ``stop_after_epoch`` ends training after that epoch while keeping the full schedule (the
+    learning rate follows the 12-epoch cosine curve): the first epochs are identical to a full run.
+    """
+    tok, model = load_tokenizer(profile), load_model(profile)
+    progress(f"training on {len(train_rows)} rows, validating on {len(val_rows)}; "
+             f"{profile.hparams.num_train_epochs} epochs" + (f", stopping after epoch {stop_after_epoch}" if stop_after_epoch else ""))
+    summ = train(profile, model, tok, train_rows, val_rows, Path(out) / "checkpoints", resume=True, fast=fast,
+                 progress=progress, stop_after_epoch=stop_after_epoch)
+    write_table(Path(out) / "epochs.csv", pd.DataFrame(summ.pop("epochs")))
+    write_json(Path(out) / "log_history.json", summ.pop("log_history"))
+    write_json(Path(out) / "summary.json", summ)
