@@ -32,13 +32,16 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 
 
 def small_data(dest: Path, n_train: int = 24, n_pairs: int = 4, n_conts: int = 3) -> Path:
-    """A copy of the stand-in cut down for fast pipeline tests: n_train rows; n_pairs per pair domain; n_conts per passage domain."""
+    """A copy of the stand-in cut down for fast pipeline tests: n_train rows; n_pairs per pair domain (benchmark and
+    calibration); n_conts per passage domain."""
     pairs, conts = read_rows(STANDIN_DIR / "benchmark" / "pairs.jsonl"), read_rows(STANDIN_DIR / "benchmark" / "continuations.jsonl")
+    cal = read_rows(STANDIN_DIR / "calibration" / "pairs.jsonl")
     pick = lambda rows, dom, n: [r for r in rows if r["domain"] == dom][:n]  # noqa: E731
     write_rows(dest / "train.jsonl", read_rows(STANDIN_DIR / "train.jsonl")[:n_train])
     write_rows(dest / "benchmark" / "pairs.jsonl", pick(pairs, "literary", n_pairs) + pick(pairs, "factual", n_pairs))
     write_rows(dest / "benchmark" / "continuations.jsonl",
                pick(conts, "literary", n_conts) + pick(conts, "news", n_conts) + pick(conts, "popsci", n_conts))
+    write_rows(dest / "calibration" / "pairs.jsonl", pick(cal, "literary", n_pairs) + pick(cal, "factual", n_pairs))
     return dest
 
 
