@@ -411,6 +411,8 @@ def side_by_side_table1(table1: pd.DataFrame, paper: pd.DataFrame, unit: str | N
 def side_by_side_table2(table2: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Table 2 with this run's and the paper's values in adjacent columns, with units."""
     m = table2.merge(paper, on="domain", how="outer", suffixes=("", " paper"))
+    order = {d: k for k, d in enumerate(paper.domain)}
+    m = m.sort_values("domain", key=lambda d: d.map(order).fillna(len(order)), ignore_index=True)
     fmt = lambda lo, hi: f"[{lo:+.3f}, {hi:+.3f}]" if not (math.isnan(lo) or math.isnan(hi)) else ""  # noqa: E731
     unit = str(table2["unit"].dropna().iloc[0]) if "unit" in table2 and table2["unit"].notna().any() else "bits"
     return pd.DataFrame({

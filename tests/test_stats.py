@@ -321,6 +321,7 @@ def test_side_by_side_tables_carry_units():
                         "ci_low": -0.9, "ci_high": -0.1, "unit": "nats"}])
     s2 = stats.side_by_side_table2(t2, paper2)
     assert (s2["unit"] == "nats/token").all() and (s2["unit paper"] == "bits/token (stated in §4.5)").all()
+    assert list(s2.domain) == ["literary", "news", "popsci", "factual combined"]  # the paper's row order
 
 
 def test_entropy_and_softmax():
