@@ -31,22 +31,16 @@ import torch
 from .config import REPO_ROOT, DataPaths, get_profile
 from .data import load
 from .run import hardware
+from .scoring import Request, Scorer, continuation_requests, pair_requests, split_boundary
+from .sweep import attach, each_adapter, score_benchmark
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
 
-def benchmark_requests(data: DataPaths) -> list[tuple[str, str, bool]]:
-    """Every request the sweep scores for one model, in its order: per pair good|y, good, bad|y, bad; then passages.
-
-    Each is (context, continuation, conditional); an unconditional request scores the continuation exactly as
-    it is scored after its context (leading space included), after the prefix token alone.
-    """
-    reqs: list[tuple[str, str, bool]] = []
-    for r in load(data.pairs, "pairs").rows:
-        for opt in ("good", "bad"):
-            reqs += [(r["context"], r[opt], True), (r["context"], r[opt], False)]
-    reqs += [(r["context"], r["passage"], True) for r in load(data.continuations, "continuations").rows]
-    return reqs
+def benchmark_requests(data: DataPaths) -> list[Request]:
+    """Every request the sweep scores for one model, in the package's order (:func:`pair_requests`, then
+    :func:`continuation_requests`)."""
+    return pair_requests(load(data.pairs, "pairs").rows) + continuation_requests(load(data.continuations, "continuations").rows)
 
 
 def plain_loop(model: Any, enc: list[Any]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
@@ -138,8 +132,7 @@ def fp32_ceiling(model: Any, shared_tokens: int, head_rows: int) -> dict[str, fl
     return {"gemm_gflops": rate / 1e9, "our_work_s": 2 * (shared_tokens * body + head_rows * head) / rate}
 
 
-def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]], prefix_id: int,
-                          batch_size: int) -> list[float] | None:
+def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[Request], prefix_id: int, batch_size: int) -> list[float] | None:
     """lm-evaluation-harness's HFLM.loglikelihood on the same requests (None when lm-eval is not installed).
 
     A conditional request is given as (P_text + context, " " + continuation) and an unconditional one as
@@ -150,14 +143,12 @@ def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]
         from lm_eval.models.huggingface import HFLM
     except ImportError:
         return None
-    from .scoring import split_boundary
-
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, prefix_token_id=prefix_id, max_length=8192)
     ptxt = tok.convert_ids_to_tokens(prefix_id)
     inst = []
-    for i, (c, x, cond) in enumerate(reqs):
-        y, xs = split_boundary(c, x)
-        args = (ptxt + y, xs) if cond else ("", xs)
+    for i, r in enumerate(reqs):
+        y, xs = split_boundary(r.context, r.continuation)
+        args = (ptxt + y, xs) if r.conditional else ("", xs)
         inst.append(Instance(request_type="loglikelihood", doc={}, arguments=args, idx=i))
     return [ll for ll, _ in lm.loglikelihood(inst, disable_tqdm=True)]
 
@@ -168,24 +159,18 @@ def bench_scoring(profile: str, data: DataPaths) -> list[dict[str, Any]]:
     Every row's agreement is measured against a float64 normalisation of the plain loop's logits and
     against lm-eval; speed-ups are against the faster lm-eval setting.
     """
-    from .models import load_model, load_tokenizer, prefix_token_id
-    from .scoring import encode, encode_unconditional, model_window, normalisation, score_continuations, score_encoded, score_pairs
     from .train import cpu_has_bf16
 
     prof = get_profile(profile)
-    tok, model = load_tokenizer(prof), load_model(prof)
-    pid = prefix_token_id(tok)
-    reqs = benchmark_requests(data)
-    win = model_window(model, tok)
-    enc = [(encode if cond else encode_unconditional)(tok, c, x, pid, win) for c, x, cond in reqs]
-    fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
+    scorer = Scorer.for_profile(prof)
+    model, tok, pid = scorer.model, scorer.tokenizer, scorer.prefix_id
     pairs, conts = load(data.pairs, "pairs").rows, load(data.continuations, "continuations").rows
+    reqs = pair_requests(pairs) + continuation_requests(conts)
+    enc = [scorer.encode(r) for r in reqs]
+    fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
 
-    def sweep_scorer() -> np.ndarray:  # exactly what the epoch sweep runs, in benchmark_requests' order
-        sp = score_pairs(model, tok, pairs, pid, prof.score_batch_tokens)
-        sc = score_continuations(model, tok, conts, pid, prof.score_batch_tokens)
-        cols = ["logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad"]
-        return np.concatenate([np.ravel(sp[cols].to_numpy()), sc.logp.to_numpy()])
+    def as_run(s: Scorer) -> list[float]:  # exactly what the epoch sweep runs: one call for the pairs, one for the passages
+        return [r.total for r in s.loglikelihood(pair_requests(pairs)) + s.loglikelihood(continuation_requests(conts))]
 
     def timed(fn: Any) -> tuple[float, np.ndarray]:
         t0 = time.perf_counter()
@@ -196,14 +181,15 @@ def bench_scoring(profile: str, data: DataPaths) -> list[dict[str, Any]]:
     ref_tot = np.array([r.sum() for r in ref])
     results: list[tuple[str, float, np.ndarray]] = [
         ("plain loop (bs 1, full fp32 log-softmax)", t_plain, np.array([r.sum() for r in plain]))]
-    results.append(("cqa score_encoded (length-sorted batches, no shared contexts)",
-                    *timed(lambda: [s.total for s in score_encoded(model, enc, prof.score_batch_tokens, pad_id=pid)])))
-    results.append(("cqa score_pairs + score_continuations (what the sweep runs)", *timed(sweep_scorer)))
-    with normalisation("log_softmax"):
-        results.append(("the same, normalised as lm-eval (fp32 log-softmax)", *timed(sweep_scorer)))
+    unshared = scorer.with_options(share_context=False)
+    results.append(("cqa Scorer, share_context=False (length-sorted batches, no shared contexts)",
+                    *timed(lambda: [r.total for r in unshared.score_encoded(enc)])))
+    results.append(("cqa Scorer (what the sweep runs)", *timed(lambda: as_run(scorer))))
+    results.append(("the same, normalised as lm-eval (fp32 log-softmax)",
+                    *timed(lambda: as_run(scorer.with_options(normalisation="log_softmax")))))
     if prof.device == "cuda" or cpu_has_bf16():  # emulated bf16 would only show a slow path nobody runs
         with torch.autocast(prof.device, dtype=torch.bfloat16):
-            results.append(("the same in bf16 autocast (not used: breaks agreement)", *timed(sweep_scorer)))
+            results.append(("the same in bf16 autocast (not used: breaks agreement)", *timed(lambda: as_run(scorer))))
     lm_rows = []
     for bs in (1, 8):
         t, lm = timed(lambda b=bs: lm_eval_loglikelihood(model, tok, reqs, pid, batch_size=b) or [])
@@ -255,14 +241,12 @@ def _fake_adapters(profile: str, n: int, dest: Path) -> list[Path]:
 
 
 def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dict[str, Any]]:
-    """Seven adapters on one loaded base (switching) vs reloading the base for each."""
-    from .models import load_model, load_tokenizer, model_identity, prefix_token_id
-    from .sweep import attach, detach
+    """Seven adapters on one loaded base (the sweep's :func:`each_adapter`) vs reloading the base for each."""
+    from .models import load_model, load_tokenizer, model_identity
     from .train import complete_checkpoints
 
     prof = get_profile(profile)
     tok = load_tokenizer(prof)
-    pid = prefix_token_id(tok)
     pairs = load(data.pairs, "pairs").rows[:8]
     ck = complete_checkpoints(run_dir / "checkpoints") if run_dir and (run_dir / "checkpoints").exists() else {}
     tmp = None
@@ -271,19 +255,13 @@ def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dic
     else:
         tmp = Path(tempfile.mkdtemp())
         paths, source = _fake_adapters(profile, 7, tmp), "random adapters (no trained run found)"
-    from .sweep import score_benchmark
 
     def switching(merge: bool) -> tuple[float, list[np.ndarray]]:
         t0 = time.perf_counter()
-        base = load_model(prof)
-        m, prev, out = base, None, []
-        ident = model_identity(base)
-        for i, p in enumerate(paths):
-            m = attach(m, p, f"a{i}", ident)
-            if prev:
-                detach(m, prev)
-            out.append(score_benchmark(m, tok, pid, pairs, [], prof.score_batch_tokens, merge)[0].dI.to_numpy())
-            prev = f"a{i}"
+        base = Scorer.for_profile(prof, tokenizer=tok)
+        adapters = [(f"a{i}", p) for i, p in enumerate(paths)]
+        out = [score_benchmark(s, pairs, [], merge)[0].dI.to_numpy()
+               for _, s in each_adapter(base, adapters, model_identity(base.model))]
         return time.perf_counter() - t0, out
 
     t_switch, switched = switching(merge=True)
@@ -292,8 +270,8 @@ def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dic
     reloaded = []
     for p in paths:
         mm = load_model(prof)
-        mm = attach(mm, p, "a", model_identity(mm))
-        reloaded.append(score_benchmark(mm, tok, pid, pairs, [], prof.score_batch_tokens)[0].dI.to_numpy())
+        s = Scorer.for_profile(prof, model=attach(mm, p, "a", model_identity(mm)), tokenizer=tok)
+        reloaded.append(score_benchmark(s, pairs, [])[0].dI.to_numpy())
     t_reload = time.perf_counter() - t0
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
