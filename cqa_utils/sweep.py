@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .scoring import Scorer
+from .scoring import Result, Scorer, continuation_requests, continuation_table, pair_requests, pair_table
 
 
 class AdapterMismatch(ValueError):
@@ -106,14 +106,18 @@ def each_adapter(scorer: Scorer, adapters: Sequence[tuple[str, Path]], identity:
             detach(model, prev)
 
 
+def benchmark_results(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict]) -> tuple[list[Result], list[Result]]:
+    """What the sweep scores per model: the pairs' requests and the passages' requests, one scorer call each."""
+    return scorer.loglikelihood(pair_requests(pairs)), scorer.loglikelihood(continuation_requests(conts)) if conts else []
+
+
 def score_benchmark(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict],
                     merge: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pair and continuation scores of the scorer's model (its active adapter merged while scoring, see
-    :func:`merged`): one call for the pairs, one for the passages."""
+    """Pair and continuation tables of the scorer's model (its active adapter merged while scoring, see
+    :func:`merged`)."""
     with merged(scorer.model, merge):
-        p = scorer.pairs(pairs)
-        c = scorer.continuations(conts) if conts else pd.DataFrame()
-    return p, c
+        p, c = benchmark_results(scorer, pairs, conts)
+    return pair_table(pairs, p), continuation_table(conts, c) if conts else pd.DataFrame()
 
 
 def score_epochs(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict], checkpoints: dict[int, Path],
