@@ -268,7 +268,7 @@ def bench_scoring(profile: str, data: DataPaths) -> dict[str, Any]:
         ("scoring.plain", "plain loop (bs 1, full fp32 log-softmax)", t_plain, np.array([r.sum() for r in plain]))]
     unshared = scorer.with_options(share_context=False)
     results.append(("scoring.unshared", "cqa Scorer, share_context=False (length-sorted batches, no shared contexts)",
-                    *timed(lambda: [r.total for r in unshared.score_encoded(enc)])))
+                    *timed(lambda: [r.total for r in unshared.loglikelihood(reqs)])))
     results.append(("scoring.ours", "cqa Scorer (what the sweep runs)", *timed(lambda: as_run(scorer))))
     results.append(("scoring.ours_log_softmax", "the same, normalised as lm-eval (fp32 log-softmax)",
                     *timed(lambda: as_run(scorer.with_options(normalisation="log_softmax")))))

@@ -206,10 +206,10 @@ class Scorer:
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Result]:
         """One :class:`Result` per request, in request order."""
-        return self.score_encoded([self.encode(r) for r in requests])
+        return self._loglikelihood_tokens([self.encode(r) for r in requests])
 
-    def score_encoded(self, items: Sequence[Encoded]) -> list[Result]:
-        """Score already-encoded requests: shared contexts once (with ``share_context``), the rest in batches."""
+    def _loglikelihood_tokens(self, items: Sequence[Encoded]) -> list[Result]:
+        """Score encoded requests: shared contexts once (with ``share_context``), the rest in batches."""
         if not self.share_context:
             return _score_batched(self.model, items, self.batch_tokens, self.prefix_id, self.normalisation)
         groups: dict[tuple[int, ...], list[int]] = {}

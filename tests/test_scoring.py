@@ -181,8 +181,8 @@ def test_shared_context_batches_equal_one_at_a_time(smoke):
              (" It fell softly on the step.", " x", " A much longer option than the other one, by some way.", " one")]
     conts.append(conts[1][:1])  # a one-token continuation: predicted from the context alone
     items = [scoring.Encoded(ctx, c, True, 0) for c in conts]
-    shared = scoring.Scorer(model, tok, batch_tokens=12).score_encoded(items)  # forces several batches
-    alone = [scoring.Scorer(model, tok).score_encoded([e])[0] for e in items]
+    shared = scoring.Scorer(model, tok, batch_tokens=12)._loglikelihood_tokens(items)  # forces several batches
+    alone = [scoring.Scorer(model, tok)._loglikelihood_tokens([e])[0] for e in items]
     for a, b, e in zip(shared, alone, items):
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
         np.testing.assert_allclose(a.logprobs, naive_logprobs(model, e.ctx + e.cont, len(e.cont)), atol=1e-4)
