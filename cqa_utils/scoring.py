@@ -1,64 +1,102 @@
-"""One scoring entry point: per-token log P(continuation | context) under a causal LM.
+"""Scoring: log P(continuation | context) under a causal LM, one request type and one scorer.
 
-Tokenisation (shared/DESIGN.md "Metrics", shared/notes/scoring.md):
+The API follows lm-evaluation-harness's ``loglikelihood(context, continuation)``: every score is a
+:class:`Request` (context, continuation, conditional) handed to :meth:`Scorer.loglikelihood`, which returns
+one :class:`Result` (per-token log-probs in nats, and flags) per request, in request order. A pair costs four
+requests and a passage one; :func:`pair_requests` and :func:`continuation_requests` fix that order once.
 
-* one prefix token ``P`` per model (see :func:`cqa_utils.models.prefix_token_id`);
-* trailing whitespace of the context moves to the front of the continuation, as in
-  lm-evaluation-harness; if the context ends without whitespace the two are joined by one space;
-* context and continuation are encoded separately without special tokens and concatenated, so
-  ``log P(x|y)`` scores x in ``[P] + y + x`` and ``log P(x)`` scores the *same* x ids in ``[P] + x``;
-  a request whose joint encoding differs from the separate one is flagged (``boundary_ok``);
-* if the fed sequence ``[P] + y + x[:-1]`` exceeds the window, y is cut from the left (P kept), never x.
+**Prefix token.** Every scored sequence starts with one prefix token ``P``, the same token in the conditional
+and the unconditional run, so the first continuation token has a position that predicts it. Without it that
+token would go unscored, and the choice of ``P`` moves log P(x) by several nats on a ~60-token passage, so it
+is fixed per model (:func:`cqa_utils.models.prefix_token_id`): the tokenizer's BOS when the tokenizer adds one
+itself (Llama-3 style; the pieces are then encoded without special tokens so BOS appears once); otherwise
+``<|endoftext|>``, the document separator the model saw between documents in pretraining (Qwen2.5 has no BOS;
+SmolLM2-Instruct names ``<|im_start|>`` as its BOS, a chat marker its tokenizer never adds). A chat marker or
+an end-of-turn token is never used.
 
-Speed (bench/README.md has the measurements). Requests that share their context ids are scored with the
-context run once (its key/value cache reused for each continuation). The rest go in length-sorted,
-right-padded batches fed *without* an attention mask: in a causal LM a real token never attends to the
-padding after it and positions count from 0 either way, so the real positions' outputs are those of the
-unpadded sequence (as in lm-evaluation-harness), and the explicit-mask attention path is avoided. The LM head
-runs only on rows that predict a continuation token, and log P(t) = logit_t - logsumexp(logits) in fp32
-(no full-vocabulary log-softmax is written).
+**The context/continuation boundary.** As in lm-evaluation-harness, trailing whitespace of the context moves to
+the front of the continuation (``"Answer: " + "Paris"`` is scored as ``"Answer:" + " Paris"``); a context
+that ends without whitespace is joined to the continuation by one space. Context ``y`` and continuation ``x``
+are then encoded *separately* (no special tokens) and concatenated: log P(x|y) scores x in ``[P] + y + x``
+and log P(x) scores the very same x ids in ``[P] + x``, so both terms of I = log P(x|y) − log P(x) cover
+identical tokens. lm-evaluation-harness instead encodes ``y + x`` jointly and slices x off; when a token spans
+the join that gives x different ids in the two runs, or none at all. Here a request whose joint encoding
+differs from the separate one is kept and flagged (``boundary_ok=False``).
+
+**The window.** The model is fed ``[P] + y + x[:-1]`` (the last token is only predicted). When that exceeds
+the model's window (``max_position_embeddings``), y is cut from the left, P kept, and ``ctx_truncated``
+counts the cut tokens; x is never cut, and an x that does not fit alone is an error.
+
+**Speed.** Requests whose context ids are identical share one context pass: the context runs once, its
+key/value cache is repeated along a batch of its continuations and cropped back afterwards (a pair's two
+conditional requests share it). The rest go in length-sorted, right-padded batches of at most
+``batch_tokens`` fed tokens, fed *without* an attention mask: in a causal LM a real token attends only to
+positions before it, the padding sits after every real token, and positions count from 0 in every row either
+way, so each real position's output equals that of the unpadded sequence; the padded positions' outputs are
+never read (their rows are found from the lengths, never by comparing ids with a pad id, which here is the
+prefix token itself). The LM head runs only on rows that predict a continuation token, and log P(t) is
+logit_t − logsumexp(logits) in fp32, which stays within ~1e-5 nats per token of a float64 normalisation of
+the same logits. A full-vocabulary fp32 log-softmax (lm-evaluation-harness) is off by up to ~1e-5 nats per
+token, always in the same direction (~1.5e-3 over a 170-token passage); ``normalisation="log_softmax"``
+reproduces it to compare with that tool.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from .models import load_model, load_tokenizer, prefix_token_id
+
 LN2 = math.log(2.0)
+NORMALISATIONS = ("logsumexp", "log_softmax")
+PAIR_OPTIONS = ("good", "bad")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Request:
+    """One scoring request: log P(continuation | context), or with ``conditional=False`` log P(continuation)
+    scored after the prefix token alone (the continuation ids exactly as they are after the context)."""
+
+    context: str
+    continuation: str
+    conditional: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What one request scored: per-token natural-log probabilities of the continuation, and flags."""
+
+    logprobs: np.ndarray
+    n_ctx: int  # tokens before the continuation, prefix token included
+    boundary_ok: bool  # separate and joint encodings of context + continuation agree
+    ctx_truncated: int = 0  # context tokens cut from the left to fit the window
+
+    @property
+    def total(self) -> float:
+        """log P summed over the continuation's tokens (nats)."""
+        return float(self.logprobs.sum())
+
+    @property
+    def n(self) -> int:
+        """Number of continuation tokens scored."""
+        return int(self.logprobs.size)
+
+
+@dataclass(frozen=True)
 class Encoded:
-    """Token ids of one request: prefix + context (possibly cut) and the continuation."""
+    """Token ids of one request: prefix + (possibly cut) context, and the continuation."""
 
     ctx: list[int]
     cont: list[int]
     boundary_ok: bool
     truncated: int = 0  # context tokens cut from the left
-
-
-@dataclass
-class Scored:
-    """Per-token natural-log probabilities of one continuation."""
-
-    logprobs: np.ndarray
-    n_ctx: int
-    boundary_ok: bool
-    truncated: int
-
-    @property
-    def total(self) -> float:
-        return float(self.logprobs.sum())
-
-    @property
-    def n(self) -> int:
-        return int(self.logprobs.size)
 
 
 def split_boundary(context: str, continuation: str) -> tuple[str, str]:
@@ -70,26 +108,139 @@ def split_boundary(context: str, continuation: str) -> tuple[str, str]:
     return stripped, (ws if ws else " ") + continuation.lstrip()
 
 
-def encode(tokenizer: Any, context: str, continuation: str, prefix_id: int, max_len: int) -> Encoded:
-    """Token ids for one (context, continuation) request; see the module docstring."""
-    y, x = split_boundary(context, continuation)
-    enc = lambda s: tokenizer(s, add_special_tokens=False).input_ids if s else []  # noqa: E731
-    y_ids, x_ids = enc(y), enc(x)
-    if not x_ids:
-        raise ValueError(f"empty continuation after tokenisation: {continuation[:60]!r}")
-    boundary_ok = not y_ids or enc(y + x) == y_ids + x_ids
-    room = max_len - len(x_ids)  # the model is fed [P] + y + x[:-1]: at most max_len tokens
-    if room < 0:
-        raise ValueError(f"continuation of {len(x_ids)} tokens does not fit the model window of {max_len}")
-    cut = max(0, len(y_ids) - room)
-    return Encoded([prefix_id] + y_ids[cut:], x_ids, boundary_ok, cut)
+def pair_requests(rows: Sequence[dict[str, Any]]) -> list[Request]:
+    """The four requests of each pair, in the one order used everywhere: good|y, good, bad|y, bad."""
+    return [Request(r["context"], r[opt], cond) for r in rows for opt in PAIR_OPTIONS for cond in (True, False)]
 
 
-def encode_unconditional(tokenizer: Any, context: str, continuation: str, prefix_id: int, max_len: int) -> Encoded:
-    """The continuation ids exactly as scored after ``context``, now after the prefix token alone."""
-    e = encode(tokenizer, context, continuation, prefix_id, max_len)
-    return Encoded([prefix_id], e.cont, e.boundary_ok, 0)
+def continuation_requests(rows: Sequence[dict[str, Any]]) -> list[Request]:
+    """One request per passage: log P(passage | context)."""
+    return [Request(r["context"], r["passage"]) for r in rows]
 
+
+def pair_table(rows: Sequence[dict[str, Any]], results: Sequence[Result]) -> pd.DataFrame:
+    """Per pair (results in :func:`pair_requests` order): log P(x|y), log P(x), token counts for good and bad,
+    I = log P(x|y) − log P(x) and ΔI = I_good − I_bad (nats)."""
+    recs = []
+    for k, r in enumerate(rows):
+        gc, gu, bc, bu = results[4 * k: 4 * k + 4]
+        rec: dict[str, Any] = {"id": r["id"], "domain": r["domain"]}
+        for name, c, u in (("good", gc, gu), ("bad", bc, bu)):
+            rec |= {f"logp_cond_{name}": c.total, f"logp_uncond_{name}": u.total, f"n_tokens_{name}": c.n,
+                    f"I_{name}": c.total - u.total}
+        rec |= {"dI": rec["I_good"] - rec["I_bad"], "n_ctx_tokens": gc.n_ctx,
+                "boundary_ok": gc.boundary_ok and bc.boundary_ok, "ctx_truncated": max(gc.ctx_truncated, bc.ctx_truncated)}
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def continuation_table(rows: Sequence[dict[str, Any]], results: Sequence[Result]) -> pd.DataFrame:
+    """Per passage (results in :func:`continuation_requests` order): log P(passage | context), summed and per token."""
+    return pd.DataFrame([{"id": r["id"], "domain": r["domain"], "logp": s.total, "n_tokens": s.n,
+                          "logp_per_token": s.total / s.n, "boundary_ok": s.boundary_ok,
+                          "ctx_truncated": s.ctx_truncated} for r, s in zip(rows, results)])
+
+
+def model_window(model: Any) -> int:
+    """The longest sequence the model accepts (its config's ``max_position_embeddings``; 2048 if unset)."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return int(getattr(m.config, "max_position_embeddings", 2048))
+
+
+@dataclass(frozen=True, eq=False)
+class Scorer:
+    """Scores :class:`Request` lists with one model: owns the model, its tokenizer, the prefix token and the
+    batching window. Immutable; :meth:`with_model` and :meth:`with_options` give variants.
+
+    ``prefix_id``: None picks the model's prefix token (module docstring). ``batch_tokens``: most fed tokens
+    per padded batch. ``max_length``: the model window (None: from the model's config). ``normalisation``:
+    "logsumexp" (default) or "log_softmax" (fp32, as lm-evaluation-harness). ``share_context``: run each
+    repeated context once.
+    """
+
+    model: Any
+    tokenizer: Any
+    prefix_id: int | None = None
+    batch_tokens: int = 4096
+    max_length: int | None = None
+    normalisation: str = "logsumexp"
+    share_context: bool = True
+
+    def __post_init__(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, found {self.normalisation!r}")
+        if self.prefix_id is None:
+            object.__setattr__(self, "prefix_id", prefix_token_id(self.tokenizer))
+        if self.max_length is None:
+            object.__setattr__(self, "max_length", model_window(self.model))
+
+    @classmethod
+    def for_profile(cls, profile: Any, model: Any = None, tokenizer: Any = None, **options: Any) -> Scorer:
+        """A scorer for a run profile: its model and tokenizer (loaded unless given) and its batch window."""
+        tok = tokenizer if tokenizer is not None else load_tokenizer(profile)
+        return cls(model if model is not None else load_model(profile), tok,
+                   batch_tokens=options.pop("batch_tokens", profile.score_batch_tokens), **options)
+
+    def with_model(self, model: Any) -> Scorer:
+        """The same scorer on another model object (e.g. the base with an adapter attached)."""
+        return replace(self, model=model)
+
+    def with_options(self, **options: Any) -> Scorer:
+        """The same scorer with other options (``normalisation``, ``share_context``, ``batch_tokens``)."""
+        return replace(self, **options)
+
+    def encode(self, request: Request) -> Encoded:
+        """Token ids of one request (boundary, prefix token and window as in the module docstring)."""
+        y, x = split_boundary(request.context, request.continuation)
+        y_ids, x_ids = self._ids(y), self._ids(x)
+        if not x_ids:
+            raise ValueError(f"empty continuation after tokenisation: {request.continuation[:60]!r}")
+        boundary_ok = not y_ids or self._ids(y + x) == y_ids + x_ids
+        if not request.conditional:
+            return Encoded([self.prefix_id], x_ids, boundary_ok, 0)
+        room = self.max_length - len(x_ids)  # the model is fed [P] + y + x[:-1]: at most max_length tokens
+        if room < 0:
+            raise ValueError(f"continuation of {len(x_ids)} tokens does not fit the model window of {self.max_length}")
+        cut = max(0, len(y_ids) - room)
+        return Encoded([self.prefix_id] + y_ids[cut:], x_ids, boundary_ok, cut)
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Result]:
+        """One :class:`Result` per request, in request order."""
+        return self._loglikelihood_tokens([self.encode(r) for r in requests])
+
+    def _loglikelihood_tokens(self, items: Sequence[Encoded]) -> list[Result]:
+        """Score encoded requests: shared contexts once (with ``share_context``), the rest in batches."""
+        if not self.share_context:
+            return _score_batched(self.model, items, self.batch_tokens, self.prefix_id, self.normalisation)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, e in enumerate(items):
+            groups.setdefault(tuple(e.ctx), []).append(i)
+        out: list[Result | None] = [None] * len(items)
+        plain = [i for ctx, g in groups.items() if len(g) == 1 or len(ctx) == 1 for i in g]  # nothing to share
+        for i, s in zip(plain, _score_batched(self.model, [items[i] for i in plain], self.batch_tokens, self.prefix_id,
+                                               self.normalisation)):
+            out[i] = s
+        for ctx, g in groups.items():
+            if len(g) > 1 and len(ctx) > 1:
+                lps = _score_shared_context(self.model, list(ctx), [items[i].cont for i in g], self.batch_tokens,
+                                            self.prefix_id, self.normalisation)
+                for i, lp in zip(g, lps):
+                    out[i] = Result(lp, len(items[i].ctx), items[i].boundary_ok, items[i].truncated)
+        return out  # type: ignore[return-value]
+
+    def pairs(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+        """:func:`pair_table` of the rows' :func:`pair_requests`."""
+        return pair_table(rows, self.loglikelihood(pair_requests(rows)))
+
+    def continuations(self, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+        """:func:`continuation_table` of the rows' :func:`continuation_requests`."""
+        return continuation_table(rows, self.loglikelihood(continuation_requests(rows)))
+
+    def _ids(self, s: str) -> list[int]:
+        return self.tokenizer(s, add_special_tokens=False).input_ids if s else []
+
+
+# ------------------------------------------------------------------ the forward passes (private)
 
 def _parts(model: Any) -> tuple[Any, Any]:
     """(decoder stack, LM head) of a causal LM, also through a peft wrapper (LoRA layers stay active)."""
@@ -97,33 +248,11 @@ def _parts(model: Any) -> tuple[Any, Any]:
     return m.get_decoder(), m.get_output_embeddings()
 
 
-NORMALISATIONS = ("logsumexp", "log_softmax")
-_normalisation = "logsumexp"
-
-
-@contextmanager
-def normalisation(kind: str) -> Iterator[None]:
-    """Temporarily normalise as ``kind``: "logsumexp" (default) or "log_softmax" (fp32, as lm-evaluation-harness).
-
-    Both are fp32. On SmolLM2 the fp32 log-softmax is off by up to ~1e-5 nats per token in one direction (its
-    sum over 49k exponentials), ~1.5e-3 over a 172-token passage; logit - logsumexp stays within ~1e-5 of a
-    float64 normalisation of the same logits. The bench uses "log_softmax" to show lm-eval agreement exactly.
-    """
-    global _normalisation
-    if kind not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, found {kind!r}")
-    old, _normalisation = _normalisation, kind
-    try:
-        yield
-    finally:
-        _normalisation = old
-
-
-def _token_logprobs(head: Any, rows: torch.Tensor, targets: Sequence[int]) -> np.ndarray:
-    """log P(target) at each hidden row: LM head on these rows only, then logit - logsumexp in fp32."""
+def _token_logprobs(head: Any, rows: torch.Tensor, targets: Sequence[int], normalisation: str) -> np.ndarray:
+    """log P(target) at each hidden row: the LM head on these rows only, normalised in fp32."""
     logits = head(rows).float()
     tgt = torch.tensor(list(targets), device=rows.device)[:, None]
-    if _normalisation == "log_softmax":
+    if normalisation == "log_softmax":
         return torch.log_softmax(logits, -1).gather(1, tgt)[:, 0].double().cpu().numpy()
     return (logits.gather(1, tgt)[:, 0] - torch.logsumexp(logits, -1)).double().cpu().numpy()
 
@@ -150,12 +279,12 @@ def _batches(lengths: Sequence[int], max_tokens: int) -> Iterable[list[int]]:
 
 
 @torch.inference_mode()
-def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, pad_id: int = 0) -> list[Scored]:
-    """Per-token log-probs of each item's continuation, batched; results in input order."""
+def _score_batched(model: Any, items: Sequence[Encoded], max_tokens: int, pad_id: int, normalisation: str) -> list[Result]:
+    """Per-token log-probs of each item's continuation in length-sorted right-padded batches; input order."""
     decoder, head = _parts(model)
     device = next(model.parameters()).device
     lengths = [len(e.ctx) + len(e.cont) - 1 for e in items]  # the last token is predicted, never fed
-    out: list[Scored | None] = [None] * len(items)
+    out: list[Result | None] = [None] * len(items)
     for idx in _batches(lengths, max_tokens):
         ids = _right_padded([(items[i].ctx + items[i].cont)[:-1] for i in idx], pad_id)
         keep = torch.zeros(ids.shape, dtype=torch.bool)
@@ -166,25 +295,24 @@ def score_encoded(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, 
             targets.extend(e.cont)
         # no attention mask: right padding is invisible to the real (earlier) positions of a causal LM
         hidden = decoder(input_ids=ids.to(device), use_cache=False).last_hidden_state
-        lp = _token_logprobs(head, hidden[keep.to(device)], targets)
+        lp = _token_logprobs(head, hidden[keep.to(device)], targets, normalisation)
         pos = 0
         for i in idx:
             e = items[i]
-            n = len(e.cont)
-            out[i] = Scored(lp[pos: pos + n], len(e.ctx), e.boundary_ok, e.truncated)
-            pos += n
+            out[i] = Result(lp[pos: pos + len(e.cont)], len(e.ctx), e.boundary_ok, e.truncated)
+            pos += len(e.cont)
     return out  # type: ignore[return-value]
 
 
 @torch.inference_mode()
-def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]], max_tokens: int = 4096,
-                         pad_id: int = 0) -> list[np.ndarray]:
+def _score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]], max_tokens: int, pad_id: int,
+                          normalisation: str) -> list[np.ndarray]:
     """Per-token log-probs of several continuations of one context, running the context only once.
 
     The context's key/value cache is kept. The continuations follow it in length-sorted, right-padded
-    batches of at most ``max_tokens`` fed tokens: the cache is repeated along the batch, the batch runs
-    after it without a mask (right padding is invisible to the real positions before it), and the cache
-    is cropped and cut back to one row again (shared/notes/scoring.md §3-§4).
+    batches of at most ``max_tokens`` fed tokens: the cache is repeated along the batch, the batch runs after
+    it without a mask (its padding is invisible to the real positions before it), then the cache is cropped
+    back to the context and cut back to one row (a cache grows in place: reused uncropped it would be wrong).
     """
     decoder, head = _parts(model)
     device = next(model.parameters()).device
@@ -192,9 +320,8 @@ def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]],
     first = out.last_hidden_state[0, -1:]  # predicts every continuation's first token
     cache = out.past_key_values
     res: list[np.ndarray | None] = [None] * len(conts)
-    single = [i for i, c in enumerate(conts) if len(c) == 1]
-    for i in single:
-        res[i] = _token_logprobs(head, first, conts[i])
+    for i in [i for i, c in enumerate(conts) if len(c) == 1]:
+        res[i] = _token_logprobs(head, first, conts[i], normalisation)
     rest = [i for i in range(len(conts)) if len(conts[i]) > 1]
     for idx in _batches([len(conts[i]) - 1 for i in rest], max_tokens):
         idx = [rest[k] for k in idx]
@@ -204,7 +331,7 @@ def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]],
         cache.crop(-ids.shape[1])  # back to the context alone, one row
         cache.batch_select_indices(torch.tensor([0], device=device))
         rows = torch.cat([torch.cat([first, h[r, : len(conts[i]) - 1]], 0) for r, i in enumerate(idx)], 0)
-        lp = _token_logprobs(head, rows, [t for i in idx for t in conts[i]])
+        lp = _token_logprobs(head, rows, [t for i in idx for t in conts[i]], normalisation)
         pos = 0
         for i in idx:
             res[i] = lp[pos: pos + len(conts[i])]
@@ -212,86 +339,27 @@ def score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]],
     return res  # type: ignore[return-value]
 
 
-def score_grouped(model: Any, items: Sequence[Encoded], max_tokens: int = 4096, pad_id: int = 0) -> list[Scored]:
-    """Like :func:`score_encoded`, but items with identical context ids (longer than the prefix token alone)
-    share one context pass; the rest, unconditional items included, go in ordinary batches."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, e in enumerate(items):
-        groups.setdefault(tuple(e.ctx), []).append(i)
-    out: list[Scored | None] = [None] * len(items)
-    plain = [i for ctx, g in groups.items() if len(g) == 1 or len(ctx) == 1 for i in g]  # nothing to share
-    for i, s in zip(plain, score_encoded(model, [items[i] for i in plain], max_tokens, pad_id)):
-        out[i] = s
-    for ctx, g in groups.items():
-        if len(g) > 1 and len(ctx) > 1:
-            lps = score_shared_context(model, list(ctx), [items[i].cont for i in g], max_tokens, pad_id)
-            for i, lp in zip(g, lps):
-                e = items[i]
-                out[i] = Scored(lp, len(e.ctx), e.boundary_ok, e.truncated)
-    return out  # type: ignore[return-value]
-
-
-def model_window(model: Any, tokenizer: Any) -> int:
-    """The longest sequence the model accepts."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return int(getattr(m.config, "max_position_embeddings", 2048))
-
-
-def loglikelihood(model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], prefix_id: int,
-                  max_tokens: int = 4096, share_context: bool = True) -> list[Scored]:
-    """Score (context, continuation) requests; an empty context scores after the prefix token alone.
-
-    With ``share_context`` requests whose context ids are identical run that context once.
-    """
-    win = model_window(model, tokenizer)
-    enc = [encode(tokenizer, c, x, prefix_id, win) for c, x in requests]
-    if share_context:
-        return score_grouped(model, enc, max_tokens, pad_id=prefix_id)
-    return score_encoded(model, enc, max_tokens, pad_id=prefix_id)
-
-
-# ------------------------------------------------------------------ benchmark-level scorers
-
-def score_pairs(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
-                max_tokens: int = 4096, share_context: bool = True) -> "Any":
-    """Per pair: log P(x|y), log P(x) and token counts for good and bad, and I = log P(x|y) - log P(x) (nats).
-
-    With ``share_context`` requests with identical context ids run that context once (KV cache): the two
-    options' conditional scores, and all unconditional scores (whose context is the prefix token alone).
-    """
-    import pandas as pd
-
-    win = model_window(model, tokenizer)
-    enc: list[Encoded] = []
-    for r in rows:  # per pair: good|y, good, bad|y, bad
-        for opt in ("good", "bad"):
-            enc.append(encode(tokenizer, r["context"], r[opt], prefix_id, win))
-            enc.append(encode_unconditional(tokenizer, r["context"], r[opt], prefix_id, win))
-    sc = (score_grouped if share_context else score_encoded)(model, enc, max_tokens, pad_id=prefix_id)
-    recs = []
-    for k, r in enumerate(rows):
-        gc, gu, bc, bu = sc[4 * k: 4 * k + 4]
-        rec = {"id": r["id"], "domain": r["domain"]}
-        for name, c, u in (("good", gc, gu), ("bad", bc, bu)):
-            rec |= {f"logp_cond_{name}": c.total, f"logp_uncond_{name}": u.total, f"n_tokens_{name}": c.n,
-                    f"I_{name}": c.total - u.total}
-        rec |= {"dI": rec["I_good"] - rec["I_bad"], "n_ctx_tokens": gc.n_ctx,
-                "boundary_ok": gc.boundary_ok and bc.boundary_ok, "ctx_truncated": max(gc.truncated, bc.truncated)}
-        recs.append(rec)
-    return pd.DataFrame(recs)
-
-
-def score_continuations(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
-                        max_tokens: int = 4096) -> "Any":
-    """Per passage: log P(passage | context) summed and per token (nats)."""
-    import pandas as pd
-
-    sc = loglikelihood(model, tokenizer, [(r["context"], r["passage"]) for r in rows], prefix_id, max_tokens)
-    return pd.DataFrame([{"id": r["id"], "domain": r["domain"], "logp": s.total, "n_tokens": s.n,
-                          "logp_per_token": s.total / s.n, "boundary_ok": s.boundary_ok,
-                          "ctx_truncated": s.truncated} for r, s in zip(rows, sc)])
-
-
 def to_bits(nats: Any) -> Any:
     """Convert natural-log quantities to bits."""
     return nats / LN2
+
+
+# ------------------------------------------------------------------ old entry points, kept for current callers
+
+def loglikelihood(model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], prefix_id: int,
+                  max_tokens: int = 4096, share_context: bool = True) -> list[Result]:
+    """Score (context, continuation) tuples."""  # compat: remove when callers move to Scorer
+    s = Scorer(model, tokenizer, prefix_id, max_tokens, share_context=share_context)
+    return s.loglikelihood([Request(c, x) for c, x in requests])
+
+
+def score_pairs(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
+                max_tokens: int = 4096, share_context: bool = True) -> pd.DataFrame:
+    """:meth:`Scorer.pairs`."""  # compat: remove when callers move to Scorer
+    return Scorer(model, tokenizer, prefix_id, max_tokens, share_context=share_context).pairs(rows)
+
+
+def score_continuations(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
+                        max_tokens: int = 4096) -> pd.DataFrame:
+    """:meth:`Scorer.continuations`."""  # compat: remove when callers move to Scorer
+    return Scorer(model, tokenizer, prefix_id, max_tokens).continuations(rows)

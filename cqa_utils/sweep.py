@@ -1,11 +1,12 @@
 """§4.1 epoch sweep: score the base model and each epoch's LoRA adapter on the benchmark.
 
 The base is loaded once; adapters are loaded into it one after another with peft and switched
-(bit-exact against a fresh load, shared/notes/scoring.md §4). On fp32 weights each adapter is merged
-into the base for scoring (the LoRA side-path costs ~17 % of a CPU forward) and the base weights are then
-restored bit-exactly from a copy, so every checkpoint is scored the same way and the base never drifts.
-Merged and unmerged scores differ by fp32 rounding (~1e-4 nats on a summed log-prob; tests/test_sweep).
-On bf16 weights (the ``paper`` profile) adapters stay unmerged: merging would round W + BA to bf16.
+(:func:`each_adapter`), which scores bit-for-bit as a fresh load of base + adapter. On fp32 weights each
+adapter is merged into the base while it is scored (the LoRA side-path costs ~17 % of a CPU forward) and the
+base weights are then restored bit-exactly from a copy, so every checkpoint is scored the same way and the
+base never drifts. Merged and unmerged scores differ by fp32 rounding (~1e-4 nats on a summed log-prob;
+tests/test_sweep.py). On bf16 weights (the ``paper`` profile) adapters stay unmerged: merging would round
+W + BA to bf16.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
-from .scoring import score_continuations, score_pairs
+from .scoring import Result, Scorer, continuation_requests, continuation_table, pair_requests, pair_table
 
 
 class AdapterMismatch(ValueError):
@@ -43,7 +45,7 @@ def check_adapter(ckpt: Path, identity: dict[str, Any]) -> None:
 
 def attach(model: Any, ckpt: Path, name: str, identity: dict[str, Any]) -> Any:
     """Load adapter ``ckpt`` under ``name`` (wrapping the base in a PeftModel the first time) and activate it."""
-    from peft import PeftModel
+    from peft import PeftModel  # deferred: importing peft takes seconds, and only adapter loading needs it
 
     check_adapter(ckpt, identity)
     try:
@@ -70,8 +72,7 @@ def merged(model: Any, enabled: bool = True) -> Iterator[bool]:
 
     Yields whether it merged (not for a bare base, bf16 weights, or ``enabled=False``).
     """
-    import torch
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # deferred: importing peft takes seconds
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)] if enabled and hasattr(model, "merge_adapter") else []
     bases = [m.get_base_layer() for m in layers]
@@ -89,27 +90,48 @@ def merged(model: Any, enabled: bool = True) -> Iterator[bool]:
                 b.weight.copy_(w)
 
 
-def score_benchmark(model: Any, tokenizer: Any, prefix_id: int, pairs: Sequence[dict], conts: Sequence[dict],
-                    max_tokens: int = 4096, merge: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pair and continuation scores of one model (its active adapter merged while scoring, see :func:`merged`)."""
-    with merged(model, merge):
-        p = score_pairs(model, tokenizer, pairs, prefix_id, max_tokens)
-        c = score_continuations(model, tokenizer, conts, prefix_id, max_tokens) if conts else pd.DataFrame()
-    return p, c
+def each_adapter(scorer: Scorer, adapters: Sequence[tuple[str, Path]], identity: dict[str, Any]) -> Iterator[tuple[str, Scorer]]:
+    """Load each (name, checkpoint) adapter in turn into the scorer's base, dropping the one before, and yield
+    (name, a scorer on the base with that adapter active). The last adapter is dropped at the end."""
+    model, prev = scorer.model, None
+    try:
+        for name, ckpt in adapters:
+            model = attach(model, ckpt, name, identity)
+            if prev:
+                detach(model, prev)
+            prev = name
+            yield name, scorer.with_model(model)
+    finally:
+        if prev:  # leave the caller's base model as it was
+            detach(model, prev)
 
 
-def run_sweep(model: Any, tokenizer: Any, prefix_id: int, pairs: Sequence[dict], conts: Sequence[dict],
-              checkpoints: dict[int, Path], epochs: Sequence[int], identity: dict[str, Any],
-              max_tokens: int = 4096, progress: Any = print) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def benchmark_results(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict]) -> tuple[list[Result], list[Result]]:
+    """What the sweep scores per model: the pairs' requests and the passages' requests, one scorer call each."""
+    return scorer.loglikelihood(pair_requests(pairs)), scorer.loglikelihood(continuation_requests(conts)) if conts else []
+
+
+def score_benchmark(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict],
+                    merge: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pair and continuation tables of the scorer's model (its active adapter merged while scoring, see
+    :func:`merged`)."""
+    with merged(scorer.model, merge):
+        p, c = benchmark_results(scorer, pairs, conts)
+    return pair_table(pairs, p), continuation_table(conts, c) if conts else pd.DataFrame()
+
+
+def score_epochs(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict], checkpoints: dict[int, Path],
+                 epochs: Sequence[int], identity: dict[str, Any],
+                 progress: Any = print) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Pair scores and continuation scores for the base model and each requested epoch, plus timings."""
     missing = [e for e in epochs if e not in checkpoints]
     if missing:
         raise FileNotFoundError(f"no complete checkpoint for epoch(s) {missing}; have {sorted(checkpoints)}")
     pair_frames, cont_frames, times = [], [], []
 
-    def one(label: str, epoch: int, m: Any) -> None:
+    def one(label: str, epoch: int, s: Scorer) -> None:
         t0 = time.perf_counter()
-        p, c = score_benchmark(m, tokenizer, prefix_id, pairs, conts, max_tokens)
+        p, c = score_benchmark(s, pairs, conts)
         p, c = p.assign(model=label, epoch=epoch), c.assign(model=label, epoch=epoch)
         dt = time.perf_counter() - t0
         pair_frames.append(p)
@@ -118,15 +140,16 @@ def run_sweep(model: Any, tokenizer: Any, prefix_id: int, pairs: Sequence[dict],
         times.append({"model": label, "epoch": epoch, "wall_s": dt, "scored_tokens": ntok})
         progress(f"  scored {label}: {dt:.1f} s")
 
-    one("base", 0, model)
-    current, prev = model, None
-    for e in epochs:
-        name = f"epoch-{e}"
-        current = attach(current, checkpoints[e], name, identity)
-        if prev:
-            detach(current, prev)
-        one(name, e, current)
-        prev = name
-    if prev:  # leave the caller's base model as it was
-        detach(current, prev)
+    one("base", 0, scorer)
+    epoch_of = {f"epoch-{e}": e for e in epochs}
+    for name, s in each_adapter(scorer, [(n, checkpoints[e]) for n, e in epoch_of.items()], identity):
+        one(name, epoch_of[name], s)
     return pd.concat(pair_frames, ignore_index=True), pd.concat(cont_frames, ignore_index=True), pd.DataFrame(times)
+
+
+def run_sweep(model: Any, tokenizer: Any, prefix_id: int, pairs: Sequence[dict], conts: Sequence[dict],
+              checkpoints: dict[int, Path], epochs: Sequence[int], identity: dict[str, Any],
+              max_tokens: int = 4096, progress: Any = print) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`score_epochs` with a scorer built from these arguments."""  # compat: remove when callers move to Scorer
+    return score_epochs(Scorer(model, tokenizer, prefix_id, max_tokens), pairs, conts, checkpoints, epochs, identity,
+                        progress)

@@ -1,78 +1,141 @@
-"""The Performance appendix: goals are judged from the results file, old formats are skipped, figures render."""
+"""Benchmarks and the Performance appendix: the bench judges each goal from rows found by id and writes the
+verdict into the results file; the page renders those files (judging nothing itself), the newest per section."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import cqa_utils.bench as bench
+import cqa_utils.book as book
+from cqa_utils.bench import section
 from cqa_utils.book import goal_table, performance_figures
 
-
-def _results(score_speedup: float, agree: float, train_rows: list[tuple[float, float]], total_s: float) -> dict:
-    train = [{"setup": "straightforward trl (...)", "speedup": 1.0, "train_loss_max_rel_diff": 0.0,
-              "eval_loss_max_rel_diff": 0.0, "epochs": 3, "rows": 16}]
-    train += [{"setup": f"ours {i} (...)", "speedup": s, "train_loss_max_rel_diff": d, "eval_loss_max_rel_diff": d / 2,
-               "epochs": 3, "rows": 16} for i, (s, d) in enumerate(train_rows)]
-    train += [{"setup": "floor: GEMM only", "wall_s": 3000.0, "epochs": 12, "rows": 94}]  # no speed-up: not a goal row
-    return {"sections": {
-        "Scoring (full benchmark requests)": [
-            {"scorer": "lm-eval batch 8", "speedup_vs_lm_eval": 1.0},
-            {"scorer": "ours (what the sweep runs)", "speedup_vs_lm_eval": score_speedup,
-             "max_abs_diff_vs_fp64_ref_nats": agree, "max_abs_diff_vs_lm_eval_nats": 1e-3}],
-        "Epoch sweep: adapter switching vs reloading": [
-            {"mode": "reload", "speedup": 1.0},
-            {"mode": "one base, merged (as the sweep runs)", "speedup": 1.8, "max_abs_diff_dI_nats": 0.0},
-            {"mode": "one base, unmerged", "speedup": 1.5, "max_abs_diff_dI_nats": 2e-4}],
-        "Training (3 epochs on 16 rows, same seed)": train,
-        "End to end (last cqa run)": [{"stage": "01_data", "wall_s": 5.0}, {"stage": "cqa book", "wall_s": 60.0},
-                                      {"stage": "total (cqa run + cqa book)", "wall_s": total_s}],
-        "Old format section": [{"unexpected": 1}],
-    }}
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_goals_are_judged_from_the_numbers() -> None:
-    g = goal_table(_results(1.3, 6e-6, [(2.0, 0.001), (3.1, 0.004)], 2000.0)).set_index("goal")["met"]
-    assert g.filter(like="scoring").tolist() == ["no"]  # fast enough is not reached
-    assert g.filter(like="sweep").tolist() == ["yes"]  # judged on the merged row the sweep runs, not the last row
-    assert g.filter(like="training").tolist() == ["no", "yes"]  # one row per setup of ours
+def _sections(score_speedup: float, agree: float, train: list[tuple[float, float]], total_s: float,
+              sweep_diff: float = 0.0) -> list[dict]:
+    """Sections as the bench writes them, with these measured numbers."""
+    rows = [{"id": "training.trl", "label": "straightforward trl (...)", "speedup": 1.0, "train_loss_max_rel_diff": 0.0,
+             "eval_loss_max_rel_diff": 0.0, "epochs": 3, "rows": 16}]
+    rows += [{"id": rid, "label": f"ours {rid} (...)", "speedup": s, "train_loss_max_rel_diff": d, "eval_loss_max_rel_diff": d / 2,
+              "epochs": 3, "rows": 16} for rid, (s, d) in zip(("training.ours_fp32", "training.ours_as_run"), train)]
+    rows += [{"id": "training.floor", "label": "floor: GEMM only", "wall_s": 3000.0, "epochs": 12, "rows": 94}]
+    return [
+        section("scoring", "Scoring (full benchmark requests)", [
+            {"id": "scoring.lm_eval_bs8", "label": "lm-eval batch 8", "speedup": 1.0},
+            {"id": "scoring.ours", "label": "ours", "speedup": score_speedup, "max_abs_diff_vs_fp64_ref_nats": agree,
+             "max_abs_diff_vs_lm_eval_nats": 1e-3}], "scoring.lm_eval_bs8"),
+        section("sweep", "Epoch sweep: adapter switching vs reloading", [
+            {"id": "sweep.reload", "label": "reload", "speedup": 1.0},
+            {"id": "sweep.switch", "label": "one base, merged", "speedup": 1.8, "max_abs_diff_dI_nats": sweep_diff},
+            {"id": "sweep.switch_unmerged", "label": "one base, unmerged", "speedup": 1.5, "max_abs_diff_dI_nats": 2e-4}],
+            "sweep.reload"),
+        section("training", "Training (3 epochs on 16 rows, same seed)", rows, "training.trl"),
+        section("e2e", "End to end (last cqa run)", [
+            {"id": "e2e.01_data", "label": "01_data", "wall_s": 5.0}, {"id": "e2e.book", "label": "cqa book", "wall_s": 60.0},
+            {"id": "e2e.total", "label": "total (cqa run + cqa book)", "wall_s": total_s, "total": True}]),
+    ]
+
+
+def _met(sections: list[dict]) -> dict[str, bool | None]:
+    return {g["id"]: g["met"] for s in sections for g in s["goals"]}
+
+
+def test_each_goal_passes_and_fails_on_its_measured_number() -> None:
+    ok = _met(_sections(2.5, 6e-6, [(3.0, 0.001), (2.6, 0.004)], 1700.0))
+    assert ok == {"goal.scoring": True, "goal.sweep": True, "goal.training.ours_fp32": True,
+                  "goal.training.ours_as_run": True, "goal.e2e": True}
+    assert _met(_sections(1.3, 6e-6, [(3.0, 0.001)], 1700.0))["goal.scoring"] is False  # too slow
+    assert _met(_sections(2.5, 2e-4, [(3.0, 0.001)], 1700.0))["goal.scoring"] is False  # fast, outside the agreement
+    assert _met(_sections(2.5, 6e-6, [(3.0, 0.001)], 1700.0, sweep_diff=1e-7))["goal.sweep"] is False  # not identical
+    bad = _met(_sections(2.5, 6e-6, [(2.0, 0.001), (3.0, 0.02)], 1900.0))
+    assert (bad["goal.training.ours_fp32"], bad["goal.training.ours_as_run"]) == (False, False)  # slow; losses moved > 1 %
+    assert bad["goal.e2e"] is False  # 31.7 min
+
+
+def test_goals_follow_row_ids_not_labels(monkeypatch) -> None:
+    secs = _sections(2.5, 6e-6, [(3.0, 0.001)], 1700.0)
+    relabelled = [dict(s, rows=[dict(r, label="renamed") for r in s["rows"]]) for s in secs]
+    assert _met([section(s["id"], s["title"], s["rows"], s["baseline"]) for s in relabelled]) == _met(secs)
+    scoring = secs[0]["rows"]
+    assert bench.judge("scoring", [dict(r, id="scoring.other") for r in scoring])[0]["met"] is None  # no row: not measured
+    monkeypatch.setitem(bench.GOAL, "scoring_speedup", 3.0)  # the goal table is the one place the targets live
+    g = bench.judge("scoring", scoring)[0]
+    assert g["met"] is False and "≥ 3×" in g["goal"]
+    with pytest.raises(ValueError, match="row ids"):
+        section("sweep", "t", [{"id": "sweep.a", "label": "x"}, {"id": "sweep.a", "label": "y"}])
+
+
+def test_page_shows_the_recorded_verdict_without_judging() -> None:
+    secs = _sections(1.3, 6e-6, [(3.0, 0.001)], 2000.0)
+    secs[0]["goals"][0]["met"] = True  # a verdict the numbers would not give: the page must show the file's
+    g = goal_table(secs).set_index("goal")["met"]
+    assert g.filter(like="scoring").tolist() == ["yes"]
     assert g.filter(like="30 min").tolist() == ["no"]
-    g = goal_table(_results(2.5, 2e-4, [(3.0, 0.02)], 1700.0)).set_index("goal")["met"]
-    assert g.filter(like="scoring").tolist() == ["no"]  # fast but outside the agreement bound
-    assert g.filter(like="training").tolist() == ["no"]  # fast but the loss curve moved > 1 %
-    assert g.filter(like="30 min").tolist() == ["yes"]
+    secs[1]["goals"][0]["met"] = None
+    assert goal_table(secs).set_index("goal")["met"].filter(like="sweep").tolist() == ["not measured"]
 
 
 def test_figures_render_as_raw_html_blocks() -> None:
-    figs = performance_figures(_results(1.3, 6e-6, [(3.0, 0.001)], 2000.0))
+    figs = performance_figures(_sections(1.3, 6e-6, [(3.0, 0.001)], 2000.0))
     assert len(figs) == 2
     assert all(f.lstrip().startswith("```{raw} html") and "Plotly.newPlot" in f for f in figs)
     assert "cqa book" in figs[1] and "total (cqa run" not in figs[1]  # stages only; the total is in the table
 
 
+def _write(root: Path, name: str, date: str, sections: list[dict], **extra) -> None:
+    (root / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    (root / "bench" / "results" / name).write_text(json.dumps({"format": bench.FORMAT, "date": date, "sections": sections, **extra}))
+
+
 def test_each_section_comes_from_the_newest_file_that_measured_it(tmp_path, monkeypatch) -> None:
-    import json
-
-    import cqa_utils.book as book
-
-    (tmp_path / "bench" / "results").mkdir(parents=True)
-    files = {"b-old.json": {"date": "2026-11-24 02:29", "sections": {"End to end (last cqa run)": [{"stage": "x", "wall_s": 1.0}],
-                                                                    "Scoring (full)": [{"scorer": "old"}]}},
-             "a-new.json": {"date": "2026-11-30 10:00", "native_bf16": False,  # file names sort the other way
-                            "sections": {"Scoring (full)": [{"scorer": "new"}], "End to end (last cqa run)": []}}}
-    for name, res in files.items():
-        (tmp_path / "bench" / "results" / name).write_text(json.dumps(res))
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
-    got = [(name, rows[0], path.name) for name, rows, path, _ in book.newest_sections()]
-    assert got == [("Scoring (full)", {"scorer": "new"}, "a-new.json"),  # newer by its recorded date
-                   ("End to end (last cqa run)", {"stage": "x", "wall_s": 1.0}, "b-old.json")]  # an empty section is no measurement
+    e2e_old = section("e2e", "End to end", [{"id": "e2e.x", "label": "x", "wall_s": 1.0}])
+    _write(tmp_path, "b-old.json", "2026-11-24 02:29", [e2e_old, section("scoring", "Scoring", [{"id": "scoring.a", "label": "old"}])])
+    _write(tmp_path, "a-new.json", "2026-11-30 10:00",  # file names sort the other way
+           [section("scoring", "Scoring", [{"id": "scoring.a", "label": "new"}]), section("e2e", "End to end", [])],
+           native_bf16=False, git={"commit": "0123456789abcdef", "dirty": True})
+    (tmp_path / "bench" / "results" / "c-v1.json").write_text(json.dumps({"date": "2027-01-01", "sections": {"Scoring": []}}))
+    monkeypatch.setattr(book, "RESULTS_DIR", tmp_path / "bench" / "results")
+    got = [(sec["id"], sec["rows"][0]["label"], path.name) for sec, path, _ in book.newest_sections()]
+    assert got == [("scoring", "new", "a-new.json"), ("e2e", "x", "b-old.json")]  # an empty section is no measurement
     text, _ = book.performance_page()
-    assert "no native bf16" in text and "b-old.json" in text
+    assert "no native bf16" in text and "code 0123456+changes" in text and "b-old.json" in text
+    assert "older results format: `bench/results/c-v1.json`" in text
 
 
-def test_goal_sentence_and_judgement_read_one_table(monkeypatch) -> None:
-    import cqa_utils.book as book
+def _migrate_module():
+    spec = importlib.util.spec_from_file_location("migrate_results", REPO / "bench" / "migrate_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
-    assert "≥ 2.5× trl" in book.GOALS and "≤ 1e-4 nats" in book.GOALS and "≤ 30 min" in book.GOALS
-    res = _results(1.3, 6e-6, [(2.0, 0.001)], 2000.0)
-    monkeypatch.setitem(book.GOAL, "training_speedup", 1.5)
-    monkeypatch.setitem(book.GOAL, "e2e_minutes", 40)
-    g = goal_table(res).set_index("goal")["met"]
-    assert g.filter(like="training ≥ 1.5×").tolist() == ["yes"]
-    assert g.filter(like="≤ 40 min").tolist() == ["yes"]
+
+def test_first_format_files_migrate_with_ids_and_goals() -> None:
+    mig = _migrate_module()
+    old = {"date": "2026-11-30 10:39", "commit": "446f879+changes", "sections": {
+        "Scoring (full benchmark requests)": [
+            {"scorer": "cqa score_pairs + score_continuations (what the sweep runs)", "speedup_vs_lm_eval": 1.14,
+             "max_abs_diff_vs_fp64_ref_nats": 1.07e-4, "max_abs_diff_vs_lm_eval_nats": 3e-3},
+            {"scorer": "lm-evaluation-harness HFLM.loglikelihood (batch 8)", "speedup_vs_lm_eval": 1.0}],
+        "End to end (last cqa run)": [{"stage": "01_data", "wall_s": 5.0},
+                                      {"stage": "total (cqa run + cqa book)", "wall_s": 1500.0}]}}
+    new = mig.migrate(old)
+    assert new["format"] == bench.FORMAT and new["git"] == {"commit": "446f879", "dirty": True}
+    scoring, e2e = new["sections"]
+    assert [r["id"] for r in scoring["rows"]] == ["scoring.ours", "scoring.lm_eval_bs8"] and scoring["baseline"] == "scoring.lm_eval_bs8"
+    assert scoring["rows"][0]["speedup"] == 1.14 and scoring["goals"][0]["met"] is False  # 1.07e-4 > 1e-4
+    assert [r["id"] for r in e2e["rows"]] == ["e2e.01_data", "e2e.total"] and e2e["goals"][0]["met"] is True
+    assert mig.migrate(new) is new
+
+
+def test_committed_results_files_are_in_the_current_format() -> None:
+    for p in sorted((REPO / "bench" / "results").glob("*.json")):
+        res = json.loads(p.read_text())
+        assert res.get("format") == bench.FORMAT, f"{p.name}: run bench/migrate_results.py"
+        for sec in res["sections"]:
+            assert all(r["id"].startswith(sec["id"] + ".") for r in sec["rows"]), p.name

@@ -26,34 +26,91 @@ def test_split_boundary_moves_whitespace():
 
 
 def test_same_continuation_ids_in_both_runs(smoke):
-    _, tok, _, pid = smoke
-    c = scoring.encode(tok, "A long context here.", "the continuation", pid, 4096)
-    u = scoring.encode_unconditional(tok, "A long context here.", "the continuation", pid, 4096)
-    assert c.cont == u.cont and u.ctx == [pid] and c.ctx[0] == pid
+    _, tok, model, pid = smoke
+    sc = scoring.Scorer(model, tok)
+    c = sc.encode(scoring.Request("A long context here.", "the continuation"))
+    u = sc.encode(scoring.Request("A long context here.", "the continuation", conditional=False))
+    assert sc.prefix_id == pid and c.cont == u.cont and u.ctx == [pid] and c.ctx[0] == pid
+    assert c.cont == tok(" the continuation", add_special_tokens=False).input_ids
 
 
 def test_first_continuation_token_scored_with_empty_context(smoke):
     _, tok, model, pid = smoke
-    s = scoring.loglikelihood(model, tok, [("", "Nessa walked home.")], pid)[0]
+    s = scoring.Scorer(model, tok).loglikelihood([scoring.Request("", "Nessa walked home.")])[0]
     ids = tok("Nessa walked home.", add_special_tokens=False).input_ids
     assert s.n == len(ids)  # every token of x is scored, the first one after the prefix token
     ref = naive_logprobs(model, [pid] + ids, len(ids))
     np.testing.assert_allclose(s.logprobs, ref, atol=1e-4)
 
 
-def test_batched_equals_unbatched(smoke):
+REQS = [("The harbour was quiet that night, and", "the boats knocked together."),
+        ("", "A sentence scored on its own."),
+        ("Short.", "x"),
+        ("A much longer context " * 12, "with a short end."),
+        ("Trailing space ", "here"),
+        ("The harbour was quiet that night, and", "the gulls slept.")]
+
+
+@pytest.mark.parametrize("share_context", [True, False])
+@pytest.mark.parametrize("normalisation", scoring.NORMALISATIONS)
+def test_batched_equals_naive_one_at_a_time(smoke, share_context, normalisation):
+    """Every scorer option against a plain float64 reference on each request alone, conditional and not."""
     _, tok, model, pid = smoke
-    reqs = [("The harbour was quiet that night, and", "the boats knocked together."),
-            ("", "A sentence scored on its own."),
-            ("Short.", "x"),
-            ("A much longer context " * 12, "with a short end."),
-            ("Trailing space ", "here")]
-    batched = scoring.loglikelihood(model, tok, reqs, pid, max_tokens=10_000)
-    for r, b in zip(reqs, batched):
-        one = scoring.loglikelihood(model, tok, [r], pid, max_tokens=10_000)[0]
-        np.testing.assert_allclose(b.logprobs, one.logprobs, atol=1e-4)
-        e = scoring.encode(tok, *r, pid, 4096)
+    sc = scoring.Scorer(model, tok, batch_tokens=40, share_context=share_context, normalisation=normalisation)
+    reqs = [scoring.Request(c, x, cond) for c, x in REQS for cond in (True, False)]
+    for r, b in zip(reqs, sc.loglikelihood(reqs)):
+        e = sc.encode(r)
+        assert (b.n, b.n_ctx) == (len(e.cont), len(e.ctx))
         np.testing.assert_allclose(b.logprobs, naive_logprobs(model, e.ctx + e.cont, len(e.cont)), atol=1e-4)
+
+
+# log P of REQS[0], REQS[1], REQS[4], REQS[5] and of one pair, printed by the scoring functions this module
+# replaced (commit c55fa83: scoring.loglikelihood and scoring.score_pairs) on the smoke model
+OLD_TOTALS = [(-90.814937, 13, 12), (-63.788167, 9, 1), (-6.954017, 1, 7), (-55.381376, 8, 12)]
+OLD_PAIR = {"logp_cond_good": -69.635746, "logp_uncond_good": -69.234864, "logp_cond_bad": -75.157348,
+            "logp_uncond_bad": -75.666347, "dI": -0.909881}
+PAIR = {"id": "p0", "domain": "literary", "context": "Nessa opened the door and looked at the rain.",
+        "good": "It fell softly on the step.", "bad": "It was a lovely day, she said."}
+
+
+def test_scorer_reproduces_the_old_functions(smoke):
+    _, tok, model, _ = smoke
+    sc = scoring.Scorer(model, tok)
+    got = sc.loglikelihood([scoring.Request(*REQS[i]) for i in (0, 1, 4, 5)])
+    for (total, n, n_ctx), r in zip(OLD_TOTALS, got):
+        assert (r.total, r.n, r.n_ctx) == (pytest.approx(total, abs=1e-4), n, n_ctx)
+    p = sc.pairs([PAIR]).iloc[0]
+    for k, v in OLD_PAIR.items():
+        assert p[k] == pytest.approx(v, abs=1e-4), k
+
+
+def test_compat_wrappers_match_the_scorer(smoke):
+    _, tok, model, pid = smoke
+    sc = scoring.Scorer(model, tok, pid, batch_tokens=64)
+    old = scoring.loglikelihood(model, tok, REQS, pid, 64)
+    new = sc.loglikelihood([scoring.Request(c, x) for c, x in REQS])
+    assert [o.total for o in old] == [n.total for n in new]
+    rows = [dict(PAIR, id=f"p{i}", context=c, passage=x) for i, (c, x) in enumerate(REQS)]
+    assert scoring.score_pairs(model, tok, rows, pid, 64).equals(sc.pairs(rows))
+    assert scoring.score_continuations(model, tok, rows, pid, 64).equals(sc.continuations(rows))
+
+
+def test_request_order_is_defined_once():
+    rows = [dict(PAIR, id="a"), dict(PAIR, id="b", context="Other.", passage="P.")]
+    R = scoring.Request
+    assert scoring.pair_requests(rows[:1]) == [R(PAIR["context"], PAIR["good"]), R(PAIR["context"], PAIR["good"], False),
+                                               R(PAIR["context"], PAIR["bad"]), R(PAIR["context"], PAIR["bad"], False)]
+    assert scoring.continuation_requests(rows[1:]) == [R("Other.", "P.")]
+
+
+def test_log_softmax_option_differs_only_by_rounding(smoke):
+    _, tok, model, _ = smoke
+    reqs = [scoring.Request(c, x) for c, x in REQS]
+    a = scoring.Scorer(model, tok).loglikelihood(reqs)
+    b = scoring.Scorer(model, tok, normalisation="log_softmax").loglikelihood(reqs)
+    np.testing.assert_allclose([r.total for r in a], [r.total for r in b], atol=1e-4)
+    with pytest.raises(ValueError, match="normalisation"):
+        scoring.Scorer(model, tok, normalisation="softmax")
 
 
 def test_batches_respect_token_budget():
@@ -68,19 +125,22 @@ def test_pair_information_is_antisymmetric(smoke):
     _, tok, model, pid = smoke
     row = {"id": "p", "domain": "literary", "context": "Nessa opened the door.", "good": "Rain came in.", "bad": "The sun spoke."}
     swapped = dict(row, good=row["bad"], bad=row["good"])
-    a = scoring.score_pairs(model, tok, [row], pid).iloc[0]
-    b = scoring.score_pairs(model, tok, [swapped], pid).iloc[0]
+    sc = scoring.Scorer(model, tok)
+    a, b = sc.pairs([row]).iloc[0], sc.pairs([swapped]).iloc[0]
     assert a.dI == pytest.approx(-b.dI, abs=1e-9)
     assert a.I_good == pytest.approx(a.logp_cond_good - a.logp_uncond_good)
 
 
 def test_context_cut_from_left_never_continuation(smoke):
-    _, tok, _, pid = smoke
+    _, tok, model, pid = smoke
     cont_ids = tok(" end of it", add_special_tokens=False).input_ids
-    e = scoring.encode(tok, "word " * 100, "end of it", pid, max_len=20)
+    sc = scoring.Scorer(model, tok, max_length=20)
+    e = sc.encode(scoring.Request("word " * 100, "end of it"))
     assert e.cont == cont_ids and len(e.ctx) + len(e.cont) - 1 == 20 and e.ctx[0] == pid and e.truncated > 0
+    r = sc.loglikelihood([scoring.Request("word " * 100, "end of it")])[0]
+    assert r.ctx_truncated == e.truncated and r.n_ctx == len(e.ctx)
     with pytest.raises(ValueError, match="does not fit"):
-        scoring.encode(tok, "ctx", "word " * 50, pid, max_len=10)
+        sc.encode(scoring.Request("ctx", "word " * 50))
 
 
 def test_prefix_token_choice(smoke):
@@ -107,8 +167,8 @@ def test_shared_context_equals_separate_scoring(smoke):
         ("Short.", "x", "A much longer option than the other one here."),
         ("Trailing space ", "one", "two"),
     ])]
-    a = scoring.score_pairs(model, tok, rows, pid, share_context=True)
-    b = scoring.score_pairs(model, tok, rows, pid, share_context=False)
+    a = scoring.Scorer(model, tok).pairs(rows)
+    b = scoring.Scorer(model, tok, share_context=False).pairs(rows)
     cols = ["logp_cond_good", "logp_cond_bad", "logp_uncond_good", "logp_uncond_bad", "n_tokens_good", "n_tokens_bad"]
     np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), atol=1e-4)
 
@@ -120,10 +180,9 @@ def test_shared_context_batches_equal_one_at_a_time(smoke):
     conts = [tok(t, add_special_tokens=False)["input_ids"] for t in
              (" It fell softly on the step.", " x", " A much longer option than the other one, by some way.", " one")]
     conts.append(conts[1][:1])  # a one-token continuation: predicted from the context alone
-    shared = scoring.score_shared_context(model, ctx, conts, max_tokens=12, pad_id=pid)  # forces several batches
-    alone = [scoring.score_shared_context(model, ctx, [c])[0] for c in conts]
-    for a, b in zip(shared, alone):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    full = scoring.score_encoded(model, [scoring.Encoded(ctx, c, True, 0) for c in conts], pad_id=pid)
-    for a, f in zip(shared, full):
-        np.testing.assert_allclose(a, f.logprobs, atol=1e-4)
+    items = [scoring.Encoded(ctx, c, True, 0) for c in conts]
+    shared = scoring.Scorer(model, tok, batch_tokens=12)._loglikelihood_tokens(items)  # forces several batches
+    alone = [scoring.Scorer(model, tok)._loglikelihood_tokens([e])[0] for e in items]
+    for a, b, e in zip(shared, alone, items):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+        np.testing.assert_allclose(a.logprobs, naive_logprobs(model, e.ctx + e.cont, len(e.cont)), atol=1e-4)
