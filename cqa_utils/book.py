@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .artifacts import atomic_write
-from .claims import criteria_table
+from .claims import criteria
 from .config import REPO_ROOT
 from .run import NOTEBOOKS
 
@@ -48,12 +48,12 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     {page: number of plotly figures} for the pages rendered here.
     """
     art = Path(run_dir) / "artifacts"
-    crit = criteria_table()
+    crit = criteria()[["id", "claim", "section", "paper_value", "test", "threshold", "why", "failure"]]
     page = ("# Claim criteria, declared before the results\n\nEach claim of the paper that this replication tests, the test, "
             "the threshold and what counts as failure, fixed in `data/claims_criteria.csv` before any result was computed. "
             "The verdicts are in the last chapter of the pipeline (notebook 09).\n\n" + _md_table(crit) + "\n")
     atomic_write(book_run / "criteria.md", lambda p: p.write_text(page))
-    dev = pd.read_csv(book_run / "deviations.csv") if (book_run / "deviations.csv").exists() else pd.read_csv(art / "01_data" / "deviations.csv")
+    dev = pd.read_csv(art / "01_data" / "deviations.csv")
     page = ("# Deviations from the paper\n\nEvery difference between this run and the paper's setup, and why, as computed "
             "by notebook 01 on the machine that ran it (`cqa_utils.deviations`); the paper's §3.4 hyperparameters are "
             "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev.fillna("")) + "\n")

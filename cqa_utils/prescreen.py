@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from .scoring import loglikelihood, split_boundary
+from .scoring import Request, Scorer
 
 VARIANTS = ("raw", "norm", "pmi")
 RANK_BY = tuple(f"kl_{v}" for v in VARIANTS)
@@ -55,23 +55,13 @@ def kl(p: Sequence[float], q: Sequence[float]) -> float:
     return float(np.sum(p[m] * (np.log(p[m]) - np.log(q[m]))))
 
 
-def unconditional_request(context: str, candidate: str) -> tuple[str, str]:
-    """The request scoring ``candidate``'s tokens after the prefix token alone, with the same ids as after ``context``.
-
-    The scorer moves the context's trailing whitespace (or one space) to the front of the candidate;
-    passing that text with an empty context keeps it, so log P(c) and log P(c | context) score one id sequence.
-    """
-    return "", split_boundary(context, candidate)[1]
-
-
 def decision_scores(total: Sequence[float], uncond: Sequence[float], n_tokens: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-candidate scores of each variant (see the module docstring)."""
     t, u, n = (np.asarray(x, float) for x in (total, uncond, n_tokens))
     return {"raw": t, "norm": t / n, "pmi": t - u}
 
 
-def prescreen(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int, *, max_tokens: int = 4096,
-              rank_by: str = DEFAULT_RANK_BY) -> pd.DataFrame:
+def prescreen(scorer: Scorer, rows: Sequence[dict[str, Any]], rank_by: str = DEFAULT_RANK_BY) -> pd.DataFrame:
     """Score every decision's candidates and rank the decision points by ``rank_by`` (largest KL first).
 
     Default ``kl_pmi``: PMI is the quantity the paper's own metric is built on, and it removes what the
@@ -92,9 +82,9 @@ def prescreen(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix
         if not d:
             continue
         for c in d["candidates"]:
-            reqs += [(d["context"], c), unconditional_request(d["context"], c)]
+            reqs += [Request(d["context"], c), Request(d["context"], c, conditional=False)]
             owners.append(i)
-    scored = loglikelihood(model, tokenizer, reqs, prefix_id, max_tokens)
+    scored = scorer.loglikelihood(reqs)
     by_row: dict[int, list[tuple[Any, Any]]] = {}
     for k, i in enumerate(owners):
         by_row.setdefault(i, []).append((scored[2 * k], scored[2 * k + 1]))

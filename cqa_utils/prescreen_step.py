@@ -8,14 +8,14 @@ from typing import Any
 
 from .artifacts import write_table
 from .config import Profile
-from .models import load_model, load_tokenizer, prefix_token_id
 from .prescreen import prescreen
+from .scoring import Scorer
 
 
 def rank_decision_points(out: Path, profile: Profile, rows: list[dict[str, Any]], rank_by: str,
                          progress: Callable[[str], None] = print) -> None:
     """Score every decision's candidates with the base model and rank the decision points."""
-    tok, model = load_tokenizer(profile), load_model(profile)
+    scorer = Scorer.for_profile(profile)
     progress(f"scoring the candidates of {sum('decision' in r for r in rows)} decision points")
-    ranking = prescreen(model, tok, rows, prefix_token_id(tok), max_tokens=profile.score_batch_tokens, rank_by=rank_by)
+    ranking = prescreen(scorer, rows, rank_by)
     write_table(Path(out) / "ranking.parquet", ranking)

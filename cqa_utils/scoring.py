@@ -337,29 +337,3 @@ def _score_shared_context(model: Any, ctx: list[int], conts: Sequence[list[int]]
             res[i] = lp[pos: pos + len(conts[i])]
             pos += len(conts[i])
     return res  # type: ignore[return-value]
-
-
-def to_bits(nats: Any) -> Any:
-    """Convert natural-log quantities to bits."""
-    return nats / LN2
-
-
-# ------------------------------------------------------------------ old entry points, kept for current callers
-
-def loglikelihood(model: Any, tokenizer: Any, requests: Sequence[tuple[str, str]], prefix_id: int,
-                  max_tokens: int = 4096, share_context: bool = True) -> list[Result]:
-    """Score (context, continuation) tuples."""  # compat: remove when callers move to Scorer
-    s = Scorer(model, tokenizer, prefix_id, max_tokens, share_context=share_context)
-    return s.loglikelihood([Request(c, x) for c, x in requests])
-
-
-def score_pairs(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
-                max_tokens: int = 4096, share_context: bool = True) -> pd.DataFrame:
-    """:meth:`Scorer.pairs`."""  # compat: remove when callers move to Scorer
-    return Scorer(model, tokenizer, prefix_id, max_tokens, share_context=share_context).pairs(rows)
-
-
-def score_continuations(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], prefix_id: int,
-                        max_tokens: int = 4096) -> pd.DataFrame:
-    """:meth:`Scorer.continuations`."""  # compat: remove when callers move to Scorer
-    return Scorer(model, tokenizer, prefix_id, max_tokens).continuations(rows)

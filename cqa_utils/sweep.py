@@ -136,7 +136,7 @@ def score_epochs(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict], c
         dt = time.perf_counter() - t0
         pair_frames.append(p)
         cont_frames.append(c)
-        ntok = int(p[["n_tokens_good", "n_tokens_bad"]].sum().sum() * 2 + c.n_tokens.sum())
+        ntok = int(p[["n_tokens_good", "n_tokens_bad"]].sum().sum() * 2 + (c.n_tokens.sum() if len(c) else 0))
         times.append({"model": label, "epoch": epoch, "wall_s": dt, "scored_tokens": ntok})
         progress(f"  scored {label}: {dt:.1f} s")
 
@@ -145,11 +145,3 @@ def score_epochs(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict], c
     for name, s in each_adapter(scorer, [(n, checkpoints[e]) for n, e in epoch_of.items()], identity):
         one(name, epoch_of[name], s)
     return pd.concat(pair_frames, ignore_index=True), pd.concat(cont_frames, ignore_index=True), pd.DataFrame(times)
-
-
-def run_sweep(model: Any, tokenizer: Any, prefix_id: int, pairs: Sequence[dict], conts: Sequence[dict],
-              checkpoints: dict[int, Path], epochs: Sequence[int], identity: dict[str, Any],
-              max_tokens: int = 4096, progress: Any = print) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """:func:`score_epochs` with a scorer built from these arguments."""  # compat: remove when callers move to Scorer
-    return score_epochs(Scorer(model, tokenizer, prefix_id, max_tokens), pairs, conts, checkpoints, epochs, identity,
-                        progress)

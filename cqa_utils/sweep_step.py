@@ -10,22 +10,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from .artifacts import write_table
 from .config import Profile
-from .models import load_model, load_tokenizer, model_identity, prefix_token_id
-from .sweep import run_sweep
+from .models import model_identity
+from .scoring import Scorer
+from .sweep import score_epochs
 from .train import complete_checkpoints
 
 
 def score_checkpoints(out: Path, profile: Profile, pairs: Sequence[dict[str, Any]], continuations: Sequence[dict[str, Any]],
                       adapter: Path, epochs: Sequence[int], progress: Callable[[str], None] = print) -> None:
     """Score the base model and ``adapter``'s checkpoints of ``epochs`` (a training step's folder)."""
-    tok, model = load_tokenizer(profile), load_model(profile)
+    scorer = Scorer.for_profile(profile)
     ckpts = complete_checkpoints(Path(adapter) / "checkpoints")
-    p, c, t = run_sweep(model, tok, prefix_token_id(tok), list(pairs), list(continuations), ckpts, list(epochs),
-                        model_identity(model), profile.score_batch_tokens, progress)
+    p, c, t = score_epochs(scorer, list(pairs), list(continuations), ckpts, list(epochs), model_identity(scorer.model), progress)
     write_table(Path(out) / "pair_scores.parquet", p)
-    write_table(Path(out) / "continuation_scores.parquet", c if len(c) else pd.DataFrame({"id": [], "domain": [], "model": [], "epoch": []}))
+    if len(c):
+        write_table(Path(out) / "continuation_scores.parquet", c)
     write_table(Path(out) / "timings.csv", t)

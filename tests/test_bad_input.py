@@ -95,11 +95,11 @@ def test_same_text_in_training_and_benchmark(standin_copy):
 
 
 def test_long_context_is_cut_from_the_left_not_the_continuation(smoke):
-    from cqa_utils.scoring import score_pairs
+    from cqa_utils.scoring import Scorer
 
     prof, tok, model, pid = smoke
     row = dict(PAIR, context="Nessa waited by the long grey pier. " * 600)  # far beyond the 4096-token window
-    out = score_pairs(model, tok, [row], pid).iloc[0]
+    out = Scorer(model, tok, pid).pairs([row]).iloc[0]
     assert out.ctx_truncated > 0
     assert out.n_tokens_good == len(tok(" " + PAIR["good"], add_special_tokens=False).input_ids)
 

@@ -96,7 +96,7 @@ def hand_I(probs: list[list[float]], pair: dict, opt: str) -> float:
 
 @pytest.mark.parametrize("probs", [BASE, TUNED])
 def test_pair_information_by_hand(probs):
-    got = scoring.score_pairs(Bigram(probs), Tok(), PAIRS, ID["<eot>"], share_context=False).set_index("id")
+    got = scoring.Scorer(Bigram(probs), Tok(), ID["<eot>"], max_length=4096, share_context=False).pairs(PAIRS).set_index("id")
     for p in PAIRS:
         g = got.loc[p["id"]]
         x = split(" " + p["good"])
@@ -113,7 +113,7 @@ def test_delta_delta_i_by_hand():
     prefix = ID["<eot>"]
     frames = []
     for model, epoch, probs in (("base", 0, BASE), ("epoch-5", 5, TUNED)):
-        frames.append(scoring.score_pairs(Bigram(probs), Tok(), PAIRS, prefix, share_context=False).assign(model=model, epoch=epoch))
+        frames.append(scoring.Scorer(Bigram(probs), Tok(), prefix, max_length=4096, share_context=False).pairs(PAIRS).assign(model=model, epoch=epoch))
     items, t1 = stats.delta_delta_i(pd.concat(frames, ignore_index=True), unit="nats")
     items = items.set_index("id")
     for p in PAIRS:
@@ -132,7 +132,7 @@ def test_delta_delta_i_by_hand():
 
 def test_continuation_per_token_logp_by_hand():
     rows = [{"id": "c1", "domain": "literary", "context": "The cat", "passage": "sat on the mat."}]
-    got = scoring.score_continuations(Bigram(BASE), Tok(), rows, ID["<eot>"]).iloc[0]
+    got = scoring.Scorer(Bigram(BASE), Tok(), ID["<eot>"], max_length=4096).continuations(rows).iloc[0]
     x = split(" sat on the mat.")
     assert got.n_tokens == 5 and got.logp == pytest.approx(logp(BASE, " cat", x), abs=1e-5)
     assert got.logp_per_token == pytest.approx(logp(BASE, " cat", x) / 5, abs=1e-6)

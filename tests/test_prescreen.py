@@ -48,11 +48,12 @@ def test_decision_scores_variants():
 
 
 def test_unconditional_request_scores_the_same_ids(smoke):
-    _, tok, _, pid = smoke
+    _, tok, model, pid = smoke
+    sc = scoring.Scorer(model, tok, pid)
     for ctx, cand in [("She opened the door.", "Rain came in."), ("Trailing space ", "here"), ("line\n\n", "next one")]:
-        u = scoring.encode(tok, *P.unconditional_request(ctx, cand), pid, 4096)
-        ref = scoring.encode_unconditional(tok, ctx, cand, pid, 4096)
-        assert u.ctx == ref.ctx == [pid] and u.cont == ref.cont
+        u = sc.encode(scoring.Request(ctx, cand, conditional=False))
+        c = sc.encode(scoring.Request(ctx, cand))
+        assert u.ctx == [pid] and u.cont == c.cont
 
 
 def test_prescreen_end_to_end(smoke):
@@ -65,14 +66,15 @@ def test_prescreen_end_to_end(smoke):
         {"id": "c", "decision": {"context": "The ferry was late again.", "candidates": ["He waited.", "He swam.", "He sang a song."],
                                  "expert_choice": 2}},
     ]
-    df = P.prescreen(model, tok, rows, pid)
+    sc = scoring.Scorer(model, tok, pid)
+    df = P.prescreen(sc, rows)
     assert list(df["rank"]) == [1, 2] and set(df.id) == {"a", "c"}
     assert df.kl_pmi.is_monotonic_decreasing  # ranked by PMI by default
     a = df.set_index("id").loc["a"]
     # independent path: the pair scorer's conditional and unconditional log-probs of the two candidates
-    pr = scoring.score_pairs(model, tok, [{"id": "a", "domain": "literary", "context": rows[0]["decision"]["context"],
+    pr = sc.pairs([{"id": "a", "domain": "literary", "context": rows[0]["decision"]["context"],
                                            "good": rows[0]["decision"]["candidates"][0],
-                                           "bad": rows[0]["decision"]["candidates"][1]}], pid).iloc[0]
+                                           "bad": rows[0]["decision"]["candidates"][1]}]).iloc[0]
     pmi = np.array([pr.I_good, pr.I_bad])
     assert a.kl_pmi == pytest.approx(-(pmi[0] - np.logaddexp(*pmi)), abs=1e-4)
     raw = np.array([pr.logp_cond_good, pr.logp_cond_bad])
@@ -80,7 +82,7 @@ def test_prescreen_end_to_end(smoke):
     norm = raw / np.array([pr.n_tokens_good, pr.n_tokens_bad])
     assert a.kl_norm == pytest.approx(np.logaddexp(*norm) - norm[0], abs=1e-4)
     assert a.p_expert_choice_pmi == pytest.approx(math.exp(-a.kl_pmi)) and a.kl_uniform == pytest.approx(math.log(2))
-    assert list(P.prescreen(model, tok, rows, pid, rank_by="kl_raw").kl_raw) == sorted(df.kl_raw, reverse=True)
+    assert list(P.prescreen(sc, rows, rank_by="kl_raw").kl_raw) == sorted(df.kl_raw, reverse=True)
     with pytest.raises(ValueError, match="rank_by"):
-        P.prescreen(model, tok, rows, pid, rank_by="kl_smoothed")
+        P.prescreen(sc, rows, rank_by="kl_smoothed")
     assert P.keep_top_k(df, 1) == {df.id.iloc[0]} and P.keep_top_k(df, None) == {"a", "c"}

@@ -84,17 +84,6 @@ def test_scorer_reproduces_the_old_functions(smoke):
         assert p[k] == pytest.approx(v, abs=1e-4), k
 
 
-def test_compat_wrappers_match_the_scorer(smoke):
-    _, tok, model, pid = smoke
-    sc = scoring.Scorer(model, tok, pid, batch_tokens=64)
-    old = scoring.loglikelihood(model, tok, REQS, pid, 64)
-    new = sc.loglikelihood([scoring.Request(c, x) for c, x in REQS])
-    assert [o.total for o in old] == [n.total for n in new]
-    rows = [dict(PAIR, id=f"p{i}", context=c, passage=x) for i, (c, x) in enumerate(REQS)]
-    assert scoring.score_pairs(model, tok, rows, pid, 64).equals(sc.pairs(rows))
-    assert scoring.score_continuations(model, tok, rows, pid, 64).equals(sc.continuations(rows))
-
-
 def test_request_order_is_defined_once():
     rows = [dict(PAIR, id="a"), dict(PAIR, id="b", context="Other.", passage="P.")]
     R = scoring.Request
@@ -154,10 +143,6 @@ def test_prefix_token_choice(smoke):
             return type("E", (), {"input_ids": ([7] if add_special_tokens else []) + [42]})()
 
     assert prefix_token_id(BosTok()) == 7
-
-
-def test_units():
-    assert scoring.to_bits(np.log(2.0)) == pytest.approx(1.0)
 
 
 def test_shared_context_equals_separate_scoring(smoke):
