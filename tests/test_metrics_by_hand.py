@@ -113,7 +113,8 @@ def test_delta_delta_i_by_hand():
     prefix = ID["<eot>"]
     frames = []
     for model, epoch, probs in (("base", 0, BASE), ("epoch-5", 5, TUNED)):
-        frames.append(scoring.Scorer(Bigram(probs), Tok(), prefix, max_length=4096, share_context=False).pairs(PAIRS).assign(model=model, epoch=epoch))
+        sc = scoring.Scorer(Bigram(probs), Tok(), prefix, max_length=4096, share_context=False)
+        frames.append(sc.pairs(PAIRS).assign(model=model, epoch=epoch))
     items, t1 = stats.delta_delta_i(pd.concat(frames, ignore_index=True), unit="nats")
     items = items.set_index("id")
     for p in PAIRS:
