@@ -24,7 +24,7 @@ from .run import NOTEBOOKS
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
-                "07_positive_control": 1, "08_decomposition": 2, "09_claims": 4}
+                "07_positive_control": 1, "08_decomposition": 2, "09_claims": 3}
 
 
 def _md_table(df: pd.DataFrame) -> str:

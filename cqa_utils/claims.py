@@ -103,6 +103,33 @@ def _items(inp: ClaimInputs) -> pd.DataFrame | None:
     return S.item_deltas(inp.pair_scores, inp.unit)
 
 
+def control_detection(ctl: pd.DataFrame, primary_epoch: int, control_epoch: int | None = None,
+                      domain: str = "literary") -> dict[str, Any]:
+    """Was the positive control's effect detected? Its ``domain`` d_z > 0 with Wilcoxon p < ALPHA at its epoch.
+
+    The epoch is ``control_epoch`` if given, else the primary epoch if the control was scored there, else
+    its last scored epoch. Returns detected (bool), epoch, d_z, p, a short ``found`` text and a ``sentence``.
+    """
+    epochs = _domain(ctl, domain).index
+    if control_epoch is None and epochs.empty:
+        return {"detected": False, "epoch": None, "d_z": math.nan, "p": math.nan, "found": "no positive-control rows",
+                "sentence": f"The positive control has no {domain} rows: the instrument is **not validated**."}
+    ce = control_epoch if control_epoch is not None else (primary_epoch if primary_epoch in epochs else int(epochs.max()))
+    c = _row(ctl, domain, ce)
+    detected = c is not None and bool(c.d_z > 0 and c.wilcoxon_p < ALPHA)
+    dz, p = (math.nan, math.nan) if c is None else (float(c.d_z), float(c.wilcoxon_p))
+    found = (f"positive control at epoch {ce}: " + ("not scored" if c is None else f"d_z = {dz:.2f}, p = {_p(p)}")
+             + (" (detected)" if detected else " (not detected)"))
+    sentence = (f"**Detected.** At epoch {ce} the positive control raises {domain} Δ(ΔI) with d_z = {dz:.2f} (one-sided "
+                f"Wilcoxon p = {_p(p)}): with this model, this scoring and n = {int(c.n)}, the instrument sees an effect "
+                "that is there." if detected else
+                f"**Not detected.** At epoch {ce} the positive control's {domain} effect is "
+                + ("missing" if c is None else f"d_z = {dz:.2f} (one-sided Wilcoxon p = {_p(p)})")
+                + ": this instrument did not see an effect that was put there on purpose, so every null result in "
+                  "this book is uninformative.")
+    return {"detected": detected, "epoch": ce, "d_z": dz, "p": p, "found": found, "sentence": sentence}
+
+
 # ------------------------------------------------------------------------------------------ rules
 
 def rule_literary_effect(inp: ClaimInputs) -> Outcome:
@@ -116,15 +143,11 @@ def rule_literary_effect(inp: ClaimInputs) -> Outcome:
     ctl = inp.control_table1
     if ctl is None:
         return Outcome(UNTESTABLE, "; ".join(found + ["no positive-control run: instrument not validated"]))
-    ctl_epochs = _domain(ctl, "literary").index
-    if inp.control_epoch is None and ctl_epochs.empty:
+    det = control_detection(ctl, pe, inp.control_epoch)
+    if det["epoch"] is None:
         return Outcome(UNTESTABLE, "; ".join(found + ["the positive-control table has no literary rows: instrument not validated"]))
-    ce = inp.control_epoch if inp.control_epoch is not None else (pe if pe in ctl_epochs else int(ctl_epochs.max()))
-    c = _row(ctl, "literary", ce)
-    detected = c is not None and bool(c.d_z > 0 and c.wilcoxon_p < ALPHA)
-    found.append(f"positive control at epoch {ce}: " + ("not scored" if c is None else f"d_z = {c.d_z:.2f}, p = {_p(c.wilcoxon_p)}")
-                 + (" (detected)" if detected else " (not detected)"))
-    if not detected:
+    found.append(det["found"])
+    if not det["detected"]:
         return Outcome(UNTESTABLE, "; ".join(found + ["instrument not validated"]))
     if not effect:
         return Outcome(NOT_REPRODUCED, "; ".join(found))

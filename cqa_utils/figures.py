@@ -16,8 +16,9 @@ from .stats import binary_entropy_bits, softmax
 COLORS = {"literary": "#c0392b", "factual": "#2471a3", "news": "#2471a3", "popsci": "#17a589"}
 
 
-def figure1(table1: pd.DataFrame, paper: pd.DataFrame, d_col: str = "d_z") -> go.Figure:
-    """Cohen's d of Δ(ΔI) over epochs, literary vs factual, this run (lines) and the paper (markers)."""
+def figure1(table1: pd.DataFrame, paper: pd.DataFrame | None, d_col: str = "d_z",
+            title: str = "Figure 1 — Cohen's d of Δ(ΔI) over training epochs") -> go.Figure:
+    """Cohen's d of Δ(ΔI) over epochs, literary vs factual, this run (lines) and the paper (markers, if given)."""
     fig = go.Figure()
     for dom in ("literary", "factual"):
         g = table1[table1.domain == dom].sort_values("epoch")
@@ -27,10 +28,12 @@ def figure1(table1: pd.DataFrame, paper: pd.DataFrame, d_col: str = "d_z") -> go
                                  hovertemplate="epoch %{x}<br>d=%{y:.2f}<br>Wilcoxon p=%{customdata[0]:.3f}"
                                                "<br>Δ(ΔI)=%{customdata[1]:.2f}<extra></extra>"))
         col = "literary_d" if dom == "literary" else "factual_d"
+        if paper is None:
+            continue
         fig.add_trace(go.Scatter(x=paper.epoch, y=paper[col], mode="markers", name=f"{dom} (paper)",
                                  marker=dict(symbol="diamond-open", size=11, color=COLORS[dom])))
     fig.add_hline(y=0, line=dict(color="grey", dash="dot"))
-    fig.update_layout(title="Figure 1 — Cohen's d of Δ(ΔI) over training epochs", xaxis_title="epoch",
+    fig.update_layout(title=title, xaxis_title="epoch",
                       yaxis_title="Cohen's d", template="plotly_white", legend=dict(orientation="h", y=-0.2))
     return fig
 

@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 import plotly.io as pio
 from IPython.display import Markdown
-from transformers.utils import logging as hf_logging
 
 from .artifacts import Run
 from .cache import load_output, run_step
@@ -63,6 +62,9 @@ def setup(stage: str, profile: str, run_dir: str, data_dir: str = "") -> Stage:
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the executed notebooks
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    # deferred: transformers imports tqdm, which warns about IProgress unless the filter above is set first
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     pd.set_option("display.precision", 4)

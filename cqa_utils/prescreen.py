@@ -29,6 +29,9 @@ from scipy.special import logsumexp
 from .scoring import Request, Scorer
 
 VARIANTS = ("raw", "norm", "pmi")
+VARIANT_TEXT = {"raw": "log P(c | context), summed over the candidate's tokens",
+                "norm": "the same per token (a labelled heuristic against length)",
+                "pmi": "log P(c | context) − log P(c): the paper's own I(x; y) (default)"}
 RANK_BY = tuple(f"kl_{v}" for v in VARIANTS)
 DEFAULT_RANK_BY = "kl_pmi"
 
