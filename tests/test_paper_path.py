@@ -21,7 +21,6 @@ from cqa_utils import config, models
 from cqa_utils import train as T
 from cqa_utils.config import get_profile
 from cqa_utils.sweep import attach, detach, score_benchmark
-
 from tests.conftest import read_rows, small_data
 
 DEVICE = "cuda" if models.cuda_available() else "cpu"
