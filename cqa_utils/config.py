@@ -207,27 +207,30 @@ def get_profile(name: str, device: str | None = None, model: str | None = None) 
 
 
 def precision_note(profile: Profile) -> tuple[str, str]:
-    """(what this run computes in, why) for training and scoring on the profile's device."""
+    """(what this run computes in, why) for training and scoring on the profile's device: the Deviations row."""
     from .models import accelerator_name, cpu_has_bf16, train_in_bf16  # models imports this module: deferred
 
     score = {"float32": "fp32", "bfloat16": "bf16"}[profile.dtype]
     if not train_in_bf16(profile):
-        why = ("This CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 would be slower than fp32."
-               if profile.model_kind == "gguf" and not cpu_has_bf16() else
-               "The smoke profile stays fp32 on a CPU so that its numbers are the same on every machine."
-               if profile.hparams.mixed_precision == "bf16" else "mixed_precision is overridden to fp32.")
+        if profile.hparams.mixed_precision != "bf16":
+            why = f"mixed_precision is overridden to {profile.hparams.mixed_precision!r}."
+        elif profile.model_kind == "gguf":
+            why = "This CPU has no native bf16 (AVX512-BF16/AMX); emulated bf16 would be slower than fp32."
+        else:
+            why = "The smoke profile stays fp32 on a CPU, so that its numbers are the same on every machine."
         return f"fp32 training and {score} scoring on {profile.device}", why
     train = "bf16 base weights under bf16 autocast, fp32 LoRA weights and optimizer (as LLaMA-Factory runs `bf16: true`)"
+    if score == "bf16":
+        scoring = "Scoring uses the bf16 weights as loaded (a 7B model in fp32 would need twice the memory)."
+    else:
+        scoring = "Scoring stays fp32 so that batched, shared-context and one-at-a-time log-probs agree to 1e-4 nats."
     if profile.device == "cuda":
-        where = f"CUDA GPU ({accelerator_name() or 'not visible here'})"
-        why = "bf16 as the paper. " + ("Scoring in bf16: the 7B model's weights as loaded." if score == "bf16" else
-                                       "Scoring stays fp32 so that batched, shared-context and one-at-a-time log-probs "
-                                       "agree to 1e-4 nats.")
-        return f"training: {train}; scoring: {score} weights; on {where}", why
-    why = ("This CPU computes bf16 natively, so training keeps the paper's bf16; eager attention because the CPU "
-           "flash kernel's backward is slower here." if cpu_has_bf16() else
-           "bf16 weights as loaded; bf16 is emulated on this CPU (slow).")
-    return f"training: {train}, eager attention; scoring: {score} weights; on CPU", why
+        return f"training: {train}; scoring: {score} weights; on CUDA GPU {accelerator_name() or '(not visible here)'}", \
+            f"The paper's bf16. {scoring}"
+    native = cpu_has_bf16()
+    why = ("This CPU computes bf16 natively, so training keeps the paper's bf16; eager attention because the CPU flash "
+           "kernel's backward is slower here." if native else "bf16 weights as loaded; this CPU emulates bf16 (slowly).")
+    return f"training: {train}, eager attention; scoring: {score} weights; on CPU", f"{why} {scoring}"
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,7 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
     if profile.device != "cuda":
         add("hardware", "1 × NVIDIA A800-80GB (~5 min 35 s training)", "CPU", "no accelerator on the reference machine")
     add("framework", "LLaMA-Factory", "trl 1.16 + peft 0.21, LLaMA-Factory-style pre-built input_ids/labels",
-        "field-by-field mapping in shared/notes/llama-factory-parity.md")
+        "Each setting and its LLaMA-Factory source: the field documentation of `cqa_utils.config.PaperHParams`.")
     add("KL prescreen ranking", "KL(P_expert ‖ P_pretrained); smoothing and length handling not stated",
         "ε = 0.01; ranked by the length-normalised KL by default (raw KL also shown)",
         "Candidates differ in length, so a softmax over raw summed log-probs mostly measures which is shortest.")
