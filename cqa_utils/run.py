@@ -181,9 +181,9 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
             Run(run_dir, prof.name)  # version / profile check before any notebook starts
             (run_dir / "executed").mkdir(parents=True, exist_ok=True)
             rlog = RunLog(run_dir / LOG_NAME, echo)
-            rlog.line(f"cqa run --profile {prof.name}: {prof.model_id} on {prof.device}; {precision_note(prof)[0]}")
-            for c in checks:
-                rlog.line(f"preflight: {c}", show=False)
+            rlog.line(f"cqa run --profile {prof.name}: {prof.model_id} on {prof.device}")
+            for c in checks:  # the GPU's name comes from here: this process asks torch nothing about CUDA until the end
+                rlog.line(f"preflight: {c}")
             for name in todo:
                 stages.append(run_notebook(pm, name, run_dir, {k: v for k, v in (base | params).items() if k in declared[name]}, rlog))
     finally:
