@@ -24,6 +24,7 @@ from typing import Any
 
 from .artifacts import Run, RunDirError, RunLock, write_json
 from .config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile, precision_note
+from .models import accelerator_name
 from .preflight import preflight
 from .train import clock_text
 
@@ -57,8 +58,6 @@ def hardware() -> dict[str, Any]:
     """CPU, cores, memory and accelerator of this machine."""
     import torch
 
-    from .models import accelerator_name
-
     info: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count()}
     try:
         cpu = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
@@ -90,10 +89,15 @@ def declared_parameters() -> dict[str, set[str]]:
     return {name: set(pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in NOTEBOOKS}
 
 
+def say(text: str) -> None:
+    """Print at once (``make all`` pipes the output, which would otherwise hold it in a buffer)."""
+    print(text, flush=True)
+
+
 class RunLog:
     """The run's log file (appended, a timestamp on every line) and the lines that reach the terminal."""
 
-    def __init__(self, path: Path, echo: Callable[[str], Any] = lambda s: print(s, flush=True)):
+    def __init__(self, path: Path, echo: Callable[[str], Any] = say):
         self.path, self.echo = Path(path), echo
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -142,11 +146,11 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     notebook through ``$CQA_DEVICE`` / ``$CQA_MODEL``. The preflight runs before anything is written; with
     ``dry_run`` nothing else happens and the returned dict holds the plan (see :func:`plan`). When every
     notebook has run, the executed copies are published to ``book_root/book/run`` (None: not published).
-    ``log`` receives the lines meant for the terminal (default: print).
+    ``log`` receives the lines meant for the terminal (default: :func:`say`).
     """
     import papermill as pm
 
-    echo = log or (lambda s: print(s, flush=True))
+    echo = log or say
     prof = get_profile(profile, device, model)
     run_dir = Path(run_dir or REPO_ROOT / "runs" / prof.name).resolve()
     checks = preflight(prof)  # raises PreflightError (one line) before anything is written or downloaded
@@ -171,8 +175,8 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     env_before = dict(os.environ)
     os.environ["CQA_BOOK_RENDERER"] = "1"
     os.environ[DEVICE_ENV] = prof.device
-    if model:
-        os.environ[MODEL_ENV] = str(model)
+    if prof.model_kind == "hub":
+        os.environ[MODEL_ENV] = prof.model_id
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t_all = time.perf_counter()
     stages: list[dict[str, Any]] = []
@@ -193,7 +197,7 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
 
     manifest = {
         "profile": prof.name, "model": prof.model_id, "device": prof.device, "precision": list(precision_note(prof)),
-        "model_override": str(model) if model else None, "preflight": checks,
+        "preflight": checks,
         "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
         "standin": data.is_standin(), "params": params, "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
         "hardware": hardware(), "notebooks": stages, "stages": stage_table(run_dir),
