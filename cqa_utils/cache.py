@@ -53,8 +53,12 @@ def step_record(run: Run, step: str) -> dict[str, Any] | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
-def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[str], None] = print, **args: Any) -> Path:
-    """Run ``fn(out_dir, progress=progress, **args)`` once per key; returns ``out_dir``."""
+def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[str], None] = print, owner: str = "",
+             **args: Any) -> Path:
+    """Run ``fn(out_dir, progress=progress, **args)`` once per key; returns ``out_dir``.
+
+    ``owner`` (the calling notebook) is recorded so that ``cqa run --dry-run`` can say which steps a notebook runs.
+    """
     module = fn.__module__.rsplit(".", 1)[-1]
     keyed = _key_args(args)
     key = step_key(module, keyed)
@@ -74,7 +78,8 @@ def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[s
     write_json(owner, key)
     t0 = time.perf_counter()
     fn(out, progress=progress, **args)
-    write_json(out / STEP_RECORD, {"key": key, "function": f"{fn.__module__}.{fn.__name__}", "wall_s": time.perf_counter() - t0,
+    write_json(out / STEP_RECORD, {"key": key, "function": f"{fn.__module__}.{fn.__name__}", "notebook": owner,
+                                   "wall_s": time.perf_counter() - t0,
                                    "reused": False, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                    "args": json.loads(json.dumps(canonical(keyed)))})
     return out
@@ -95,6 +100,7 @@ def step_table(run_dir: Path) -> list[dict[str, Any]]:
         if ".stale-" in p.parent.name:
             continue
         rec = json.loads(p.read_text())
-        out.append({"step": p.parent.name, "function": rec.get("function", ""), "reused": rec.get("reused"),
+        out.append({"step": p.parent.name, "notebook": rec.get("notebook", ""), "function": rec.get("function", ""),
+                    "reused": rec.get("reused"),
                     "wall_s": rec.get("wall_s"), "key": rec.get("key", "")[:12], "finished": rec.get("finished")})
     return out

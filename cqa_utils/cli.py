@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .artifacts import RunDirError
-from .config import PROFILES
+from .config import DEVICE_ENV, DEVICES, PROFILES
 from .data import DataError
 
 
@@ -28,12 +29,14 @@ def _params(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    from .config import REPO_ROOT
     from .run import run_pipeline
 
     t0 = time.perf_counter()
-    from .config import REPO_ROOT
-
-    m = run_pipeline(a.profile, a.run_dir, a.data_dir, _params(a.param), a.only, book_root=None if a.no_publish else REPO_ROOT)
+    m = run_pipeline(a.profile, a.run_dir, a.data_dir, _params(a.param), a.only, book_root=None if a.no_publish else REPO_ROOT,
+                     device=a.device, model=a.model, dry_run=a.dry_run)
+    if a.dry_run:
+        return 0
     print(f"pipeline finished in {time.perf_counter() - t0:.0f} s; manifest: {Path(m['run_dir']) / 'manifest.json'}")
     for s in m["notebooks"]:
         print(f"  {s['notebook']:18s} {s['wall_s']:8.1f} s")
@@ -63,29 +66,29 @@ def cmd_score(a: argparse.Namespace) -> int:
 
     from .config import get_profile
     from .data import load
-    from .models import load_model, load_tokenizer, model_identity, prefix_token_id
-    from .scoring import score_continuations, score_pairs
+    from .models import model_identity
+    from .scoring import Scorer
     from .stats import unit_factor
     from .sweep import attach
 
     if not (a.pairs or a.continuations):
         raise ValueError("give --pairs FILE and/or --continuations FILE")
-    prof = get_profile(a.profile)
+    prof = get_profile(a.profile, a.device, a.model)
     files = [(a.pairs, "pairs"), (a.continuations, "continuations")]
     recs = {kind: load(f, kind).rows for f, kind in files if f}  # validate before loading any model
-    tok, model = load_tokenizer(prof), load_model(prof)
+    scorer = Scorer.for_profile(prof)
     if a.adapter:
-        model = attach(model, Path(a.adapter), "scored", model_identity(model))
-    pid = prefix_token_id(tok)
+        scorer = scorer.with_model(attach(scorer.model, Path(a.adapter), "scored", model_identity(scorer.model)))
+    pid = scorer.prefix_id
     f = unit_factor(a.unit)
     frames = []
     if "pairs" in recs:
-        df = score_pairs(model, tok, recs["pairs"], pid, prof.score_batch_tokens)
+        df = scorer.pairs(recs["pairs"])
         for c in ("logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad", "I_good", "I_bad", "dI"):
             df[f"{c}_{a.unit}"] = df[c] * f
         frames.append(df.assign(kind="pair"))
     if "continuations" in recs:
-        df = score_continuations(model, tok, recs["continuations"], pid, prof.score_batch_tokens)
+        df = scorer.continuations(recs["continuations"])
         df[f"logp_per_token_{a.unit}"] = df.logp_per_token * f
         frames.append(df.assign(kind="continuation"))
     out = pd.concat(frames, ignore_index=True)
@@ -98,7 +101,18 @@ def cmd_score(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
+    if a.device:
+        os.environ[DEVICE_ENV] = a.device  # bench resolves its profile with get_profile, which reads it
     return bench_main(a)
+
+
+def add_device(p: argparse.ArgumentParser, model: bool = True) -> None:
+    """--device (and --model) for a subcommand that loads a profile's model."""
+    p.add_argument("--device", choices=DEVICES, default=None,
+                   help="auto: CUDA when a GPU is visible. Default: the profile's own (cpu: auto, smoke: cpu, paper: cuda)")
+    if model:
+        p.add_argument("--model", default=None, help="paper profile only: a hub id or a local folder in Hugging Face "
+                                                     "format in place of Qwen/Qwen2.5-7B (e.g. a pre-downloaded copy)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -111,6 +125,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--param", action="append", default=[], help="notebook parameter NAME=VALUE (repeatable)")
     r.add_argument("--only", nargs="*", help="run only these notebooks (e.g. 05_delta_delta_i)")
     r.add_argument("--no-publish", action="store_true", help="do not copy the executed notebooks to book/run")
+    r.add_argument("--dry-run", action="store_true",
+                   help="run the preflight and print which stages would run or be reused, with their last times; write nothing")
+    add_device(r)
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("book", help="build the HTML book from the latest run (no re-execution)")
     b.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
@@ -126,12 +143,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--adapter", help="a LoRA checkpoint directory")
     s.add_argument("--unit", default="bits", choices=["bits", "nats"])
     s.add_argument("--out", required=True)
+    add_device(s)
     s.set_defaults(func=cmd_score)
     be = sub.add_parser("bench", help="speed benchmarks (separate from the tests)")
     be.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     be.add_argument("--only", nargs="*", default=None, help="sections: scoring sweep training")
     be.add_argument("--train-rows", type=int, default=16, help="training rows for the training comparison")
     be.add_argument("--train-epochs", type=int, default=3, help="epochs for the training comparison (per-epoch losses)")
+    add_device(be, model=False)
     be.set_defaults(func=cmd_bench)
     return p
 

