@@ -44,14 +44,16 @@ EMOTIVE_CLICHE: tuple[str, ...] = (
     "fell to his knees", "fell to her knees", "from the bottom of", "against all odds",
 )
 
-# Motifs the audit of benchmark v1 found shared between training candidates or premises and
-# benchmark items; each is a tuple of word stems that must all occur in one text.
+# Motifs shared between training rows and benchmark v1 items (ids below are v1's), found by the
+# audit of v1 and while writing v2; each is a tuple of word stems that must all occur in one text.
+# They are regression cases: no later benchmark or calibration item may share one with training.
 KNOWN_MOTIFS: tuple[tuple[str, ...], ...] = (
     ("lighthouse", "letter"),   # pair-lit-13 <-> train-062: lighthouse keeper, fortnightly letters
     ("mug", "tiles"),           # pair-lit-19 <-> train-018: mugs shattering on the kitchen tiles
     ("thunder",),               # pair-lit-05 <-> train-021: thunder rolling in as an ending
     ("market", "stall"),        # cont-lit-09 <-> train-070: rival stalls at a weekly market
     ("pool", "lifeguard"),      # cont-lit-11 <-> train-093: the old swimming pool after hours
+    ("deck", "schedule"),       # cont-lit-04 <-> train-075: a ship deck's lighting schedule drifting
     ("piano", "tun"),           # train-001, train-071: the piano tuner's last visit
     ("ferry", "cat"),           # train-073: the ferry cat counting passengers
     ("hedgehog",),              # train-003, train-065: the lost or anxious hedgehog
