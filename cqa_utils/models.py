@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers import models as tokenizer_models
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from .config import REPO_ROOT, Profile
+from .config import REPO_ROOT, STANDIN_DIR, Profile
 from .device import cuda_available
 
 MODEL_CACHE = REPO_ROOT / ".cache" / "models"
@@ -46,10 +50,7 @@ def gguf_path(profile: Profile) -> Path:
 
 def smoke_tokenizer(texts: list[str], vocab_size: int = 1024):
     """A byte-level BPE tokenizer trained on ``texts`` (deterministic), without a BOS token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.BPE())
+    tk = Tokenizer(tokenizer_models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SMOKE_SPECIALS,
@@ -60,8 +61,6 @@ def smoke_tokenizer(texts: list[str], vocab_size: int = 1024):
 
 def smoke_model(vocab_size: int, seed: int = 0):
     """A 2-layer Qwen2 with random weights (seeded), fp32."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                       tie_word_embeddings=True, bos_token_id=None, eos_token_id=0, pad_token_id=0)
@@ -70,8 +69,6 @@ def smoke_model(vocab_size: int, seed: int = 0):
 
 
 def _smoke_texts() -> list[str]:
-    from .config import STANDIN_DIR
-
     texts = []
     for f in sorted(STANDIN_DIR.rglob("*.jsonl")):
         for line in f.read_text(encoding="utf-8").splitlines():
@@ -90,8 +87,6 @@ def materialise(profile: Profile) -> Path:
         return out
     tmp = out.with_name(out.name + ".tmp")
     if profile.model_kind == "gguf":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         g = gguf_path(profile)
         tok = AutoTokenizer.from_pretrained(str(g.parent), gguf_file=g.name)
         model = AutoModelForCausalLM.from_pretrained(str(g.parent), gguf_file=g.name, dtype=torch.float32)
@@ -106,8 +101,6 @@ def materialise(profile: Profile) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     (tmp / "cqa_model.json").write_text(json.dumps({"profile": profile.name, "model_id": profile.model_id, **source}, indent=1))
-    import shutil
-
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
@@ -120,8 +113,6 @@ def model_source(profile: Profile) -> str:
 
 def load_tokenizer(profile: Profile):
     """The profile's tokenizer."""
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(model_source(profile))
 
 
@@ -129,8 +120,6 @@ def load_model(profile: Profile):
     """The profile's base model in its dtype on its device, in eval mode, sdpa attention.
 
     On CUDA the weights are read straight onto the GPU (no full copy in host memory first)."""
-    from transformers import AutoModelForCausalLM
-
     dtype = getattr(torch, profile.dtype)
     model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype, attn_implementation="sdpa",
                                                  device_map=profile.device if profile.device == "cuda" else None)

@@ -138,7 +138,8 @@ def score_epochs(scorer: Scorer, pairs: Sequence[dict], conts: Sequence[dict], c
         cont_frames.append(c)
         ntok = int(p[["n_tokens_good", "n_tokens_bad"]].sum().sum() * 2 + (c.n_tokens.sum() if len(c) else 0))
         times.append({"model": label, "epoch": epoch, "wall_s": dt, "scored_tokens": ntok})
-        progress(f"  scored {label}: {dt:.1f} s")
+        k = len(times) - 1
+        progress(f"  base model scored in {dt:.1f} s" if epoch == 0 else f"  checkpoint {k}/{len(epochs)} ({label}) scored in {dt:.1f} s")
 
     one("base", 0, scorer)
     epoch_of = {f"epoch-{e}": e for e in epochs}

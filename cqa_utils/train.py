@@ -22,8 +22,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import PrinterCallback, TrainerCallback
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, PrinterCallback, Qwen2Config, TrainerCallback, set_seed
+from trl import SFTConfig, SFTTrainer
 
+from .artifacts import write_json
 from .config import PaperHParams, Profile
 from .lora_fast import prepare_lora, right_padded
 from .models import autocast, cpu_has_bf16, deterministic_kernels, for_training, model_identity, train_in_bf16  # noqa: F401
@@ -105,8 +109,6 @@ def quarantine_incomplete(out_dir: Path) -> list[str]:
 
 def lora_config(hp: PaperHParams):
     """peft LoraConfig for the paper's adapter."""
-    from peft import LoraConfig
-
     return LoraConfig(r=hp.lora_rank, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
                       use_rslora=hp.use_rslora, target_modules=list(hp.lora_targets), bias="none",
                       task_type="CAUSAL_LM")
@@ -118,8 +120,6 @@ def sft_config(profile: Profile, out_dir: Path, fast: bool = True):
     ``fast`` changes only speed knobs (gradient checkpointing off, a loss computed on the label
     positions only, eval asks for the loss alone); the optimisation problem is the same.
     """
-    from trl import SFTConfig
-
     hp = profile.hparams
     return SFTConfig(
         output_dir=str(out_dir), learning_rate=hp.learning_rate, num_train_epochs=hp.num_train_epochs,
@@ -144,8 +144,6 @@ def fast_trainer_class():
     cost more than the model's own forward pass. A right-padding attention mask is dropped (it changes no
     real position: :func:`cqa_utils.lora_fast.right_padded`); NEFTune's hook still sees the padded length.
     """
-    from trl import SFTTrainer
-
     class FastSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = label_position_loss(model, inputs, bool(self.args.bf16), num_items_in_batch)
@@ -175,8 +173,6 @@ def label_position_loss(model: Any, inputs: dict[str, Any], bf16: bool, num_item
 def lora_model(model: Any, profile: Profile, fast: bool = True) -> Any:
     """The paper's LoRA on ``model``; with ``fast``, on the base as :func:`cqa_utils.models.for_training` leaves it and with
     :func:`cqa_utils.lora_fast.prepare_lora`'s dropout."""
-    from peft import get_peft_model
-
     peft_model = get_peft_model(for_training(model, profile) if fast else model, lora_config(profile.hparams))
     if fast:
         prepare_lora(peft_model)
@@ -275,8 +271,6 @@ class EpochLog(TrainerCallback):
         self.rows.append({"epoch": round(state.epoch), "step": state.global_step, "wall_s": time.perf_counter() - self.t0})
 
     def on_save(self, args, state, control, **kw):
-        from .artifacts import write_json
-
         ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         info = {"epoch": state.epoch, "step": state.global_step, "epoch_wall_s": self.rows[-1]["wall_s"] if self.rows else None}
         save_adapter_identity(ck, self.identity, self.profile)
@@ -329,19 +323,16 @@ def check_trainable(profile: Profile, config: Any, trainable: int) -> None:
                            + ": the LoRA targets or rank differ from the paper's")
 
 
-class _StopAfter:
-    """Trainer callback: stop once epoch ``n`` is saved (the schedule still spans every epoch)."""
+class StopAfter(TrainerCallback):
+    """Stop once epoch ``n`` is saved (the learning-rate schedule still spans every epoch)."""
 
-    def __new__(cls, n: int):
-        from transformers import TrainerCallback
+    def __init__(self, n: int):
+        self.n = n
 
-        class CB(TrainerCallback):
-            def on_epoch_end(self, args, state, control, **kw):
-                if round(state.epoch) >= n:
-                    control.should_save = True
-                    control.should_training_stop = True
-
-        return CB()
+    def on_epoch_end(self, args, state, control, **kw):
+        if round(state.epoch) >= self.n:
+            control.should_save = True
+            control.should_training_stop = True
 
 
 def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], val_rows: list[dict],
@@ -355,10 +346,6 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     ``stop_after_epoch`` ends training after that epoch without changing the schedule.
     Returns the training summary (trainable parameters, log history, wall time).
     """
-    from datasets import Dataset
-    from transformers import set_seed
-    from trl import SFTTrainer
-
     hp = profile.hparams
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -379,7 +366,7 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     trainer.add_callback(TrainProgress(progress, every_s))
     final = min(hp.num_train_epochs, stop_after_epoch or hp.num_train_epochs)
     if final < hp.num_train_epochs:
-        trainer.add_callback(_StopAfter(final))
+        trainer.add_callback(StopAfter(final))
     ckpts = complete_checkpoints(out_dir) if resume else {}
     moved = quarantine_incomplete(out_dir) if resume else []
     last = max(ckpts) if ckpts else None
@@ -441,9 +428,6 @@ QWEN25_7B = {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 189
 def qwen25_7b_trainable(rank: int = 32) -> tuple[int, int]:
     """(trainable, total) parameters of the paper's LoRA on Qwen2.5-7B's architecture, built on the meta device
     by peft itself (no weights are downloaded): an independent check of :func:`lora_trainable_count`."""
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_7B))
     return get_peft_model(model, lora_config(PaperHParams(lora_rank=rank))).get_nb_trainable_parameters()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cqa_utils import models
+from cqa_utils import __version__, models
 from cqa_utils import preflight as P
 from cqa_utils import train as T
 from cqa_utils.cli import main
@@ -144,7 +144,7 @@ def test_dry_run_reads_the_run_dir_and_writes_nothing(tmp_path):
     _step(run, "prescreen", "02_kl_prescreen", 20.0)
     _step(run, "train-cot", "03_train", 7620.0)
     (run / "steps" / "train-no-reasoning").mkdir()  # interrupted: no record
-    (run / "run.json").write_text(json.dumps({"format": 2, "code_version": "0.1.0", "profile": "smoke"}))
+    (run / "run.json").write_text(json.dumps({"format": 2, "code_version": __version__, "profile": "smoke"}))
     walls = {"01_data": 5.2, "02_kl_prescreen": 25.0, "03_train": 7650.0}
     (run / "manifest.json").write_text(json.dumps({"hardware": hardware(),
                                                    "notebooks": [{"notebook": k, "wall_s": v} for k, v in walls.items()]}))
@@ -165,7 +165,7 @@ def test_dry_run_reads_the_run_dir_and_writes_nothing(tmp_path):
 def test_dry_run_flags_other_hardware_and_another_profile(tmp_path):
     run = tmp_path / "run"
     (run / "steps").mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"format": 2, "code_version": "0.1.0", "profile": "cpu"}))
+    (run / "run.json").write_text(json.dumps({"format": 2, "code_version": __version__, "profile": "cpu"}))
     (run / "manifest.json").write_text(json.dumps({"hardware": {"cpu": "Other CPU", "cuda": "NVIDIA A800-SXM4-80GB"},
                                                    "notebooks": [{"notebook": "01_data", "wall_s": 4.0}]}))
     lines: list[str] = []
