@@ -20,7 +20,9 @@ import pandas as pd
 from .artifacts import atomic_write
 from .claims import criteria
 from .config import REPO_ROOT
-from .run import NOTEBOOKS
+from .reference import REFERENCE_DIR
+from .run import NOTEBOOKS, publish
+from .summary import summary_page
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
@@ -48,13 +50,16 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     {page: number of plotly figures} for the pages rendered here.
     """
     art = Path(run_dir) / "artifacts"
+    label = (book_run / "REFERENCE.md").read_text() + "\n" if (book_run / "REFERENCE.md").exists() else ""
+    page = summary_page(run_dir, manifest)
+    atomic_write(book_run / "summary.md", lambda p: p.write_text(page.replace("\n", "\n\n" + label, 1) if label else page))
     crit = criteria()[["id", "claim", "section", "paper_value", "test", "threshold", "why", "failure"]]
     page = ("# Claim criteria, declared before the results\n\nEach claim of the paper that this replication tests, the test, "
             "the threshold and what counts as failure, fixed in `data/claims_criteria.csv` before any result was computed. "
             "The verdicts are in the last chapter of the pipeline (notebook 09).\n\n" + _md_table(crit) + "\n")
     atomic_write(book_run / "criteria.md", lambda p: p.write_text(page))
     dev = pd.read_csv(art / "01_data" / "deviations.csv")
-    page = ("# Deviations from the paper\n\nEvery difference between this run and the paper's setup, and why, as computed "
+    page = (f"# Deviations from the paper\n\n{label}Every difference between this run and the paper's setup, and why, as computed "
             "by notebook 01 on the machine that ran it (`cqa_utils.deviations`); the paper's §3.4 hyperparameters are "
             "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev.fillna("")) + "\n")
     atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
@@ -63,7 +68,7 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     ver = pd.DataFrame(sorted(manifest["versions"].items()), columns=["package", "version"])
     hw = pd.DataFrame(sorted((k, str(v)) for k, v in manifest["hardware"].items()), columns=["", "value"])
     git = manifest["git"]
-    page = (f"# Reproducibility\n\nFrom `manifest.json` of the run in `{manifest['run_dir']}` (finished {manifest['finished']}).\n\n"
+    page = (f"# Reproducibility\n\n{label}From `manifest.json` of the run in `{manifest['run_dir']}` (finished {manifest['finished']}).\n\n"
             f"- profile: **{manifest['profile']}** ({manifest['model']}); seed {manifest['seed']}\n"
             f"- git commit: `{git.get('commit')}`{' (with uncommitted changes)' if git.get('dirty') else ''}\n"
             f"- data: {', '.join(f'`{v}`' for v in manifest['data'].values())}\n"
@@ -209,13 +214,22 @@ def copy_sources(root: Path) -> None:
         shutil.copy2(REPO_ROOT / rel, Path(root) / rel)
 
 
-def build(strict: bool = True, log=print, root: Path = REPO_ROOT) -> Path:
-    """Render the run pages and build the HTML book with Jupyter Book; returns the HTML folder."""
+def build(strict: bool = True, log=print, root: Path = REPO_ROOT, reference: bool = False) -> Path:
+    """Render the run pages and build the HTML book with Jupyter Book; returns the HTML folder.
+
+    The book shows the last run published into ``book/run`` (``cqa run`` does that). Without one, or with
+    ``reference``, it shows the reference run shipped in ``reference_run/cpu``, labelled as such on every page.
+    """
     t0 = time.perf_counter()
     book_run = Path(root) / "book" / "run"
     missing = [n for n in NOTEBOOKS if not (book_run / f"{n}.ipynb").exists()]
-    if missing:
-        raise FileNotFoundError(f"no executed notebooks for the book in {book_run} (missing {missing}): run `cqa run` first")
+    if reference or missing:
+        if not (REFERENCE_DIR / "manifest.json").exists():
+            raise FileNotFoundError(f"no executed notebooks for the book in {book_run} (missing {missing}) and no reference run "
+                                    f"in {REFERENCE_DIR}: run `cqa run` first")
+        log(f"building from the reference run shipped in {REFERENCE_DIR.relative_to(REPO_ROOT)} "
+            + ("(asked for)" if reference else "(this checkout has no run of its own yet)"))
+        publish(REFERENCE_DIR, root, reference=True)
     manifest = json.loads((book_run / "manifest.json").read_text())
     run_dir = Path((book_run / "RUN_DIR").read_text().strip())
     for n in NOTEBOOKS:  # an executed notebook with an error output must never be published

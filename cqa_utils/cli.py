@@ -47,8 +47,17 @@ def cmd_book(a: argparse.Namespace) -> int:
     from .book import build
 
     t0 = time.perf_counter()
-    build(strict=not a.no_strict)
+    build(strict=not a.no_strict, reference=a.reference)
     print(f"book built in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def cmd_reference(a: argparse.Namespace) -> int:
+    from .reference import REFERENCE_DIR, make_reference
+
+    rec = make_reference(Path(a.run_dir))
+    print(f"reference run written to {REFERENCE_DIR} ({rec['bytes'] / 2**20:.2f} MiB, commit {rec['commit']}); "
+          "commit it to ship it with the book")
     return 0
 
 
@@ -118,7 +127,7 @@ def add_device(p: argparse.ArgumentParser, model: bool = True) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cqa", description="CQA replication: pipeline, book, validation, scoring")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="execute notebooks 01-07 with papermill into a run directory")
+    r = sub.add_parser("run", help="execute notebooks 01-09 with papermill into a run directory")
     r.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     r.add_argument("--run-dir", default=None, help="default: runs/<profile>")
     r.add_argument("--data-dir", default=None, help="a folder with train.jsonl and benchmark/{pairs,continuations}.jsonl")
@@ -131,7 +140,12 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("book", help="build the HTML book from the latest run (no re-execution)")
     b.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    b.add_argument("--reference", action="store_true",
+                   help="build from the reference run shipped in reference_run/cpu (the default when no run was published)")
     b.set_defaults(func=cmd_book)
+    rf = sub.add_parser("reference", help="ship a finished run as the reference run (reference_run/cpu, no checkpoints)")
+    rf.add_argument("--run-dir", default="runs/cpu")
+    rf.set_defaults(func=cmd_reference)
     v = sub.add_parser("validate", help="validate data files")
     v.add_argument("files", nargs="+")
     v.add_argument("--kind", choices=["train", "pairs", "continuations"], default=None)

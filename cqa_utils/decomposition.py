@@ -122,7 +122,8 @@ def explain(which: pd.DataFrame, tests: pd.DataFrame, epoch: int, alpha: float =
     sentence = (
         f"At epoch {epoch} the literary Δ(ΔI) of the CoT adapter averages {mean_ddi:+.2f} "
         f"(conditional part {w['mean d_cond']:+.2f}, unconditional part {w['mean d_uncond']:+.2f}); the "
-        f"**{driver}** log-odds move more (mean |change| {w['mean |d_cond|']:.2f} vs {w['mean |d_uncond|']:.2f}; "
+        f"**{driver}** log-odds move more (mean |change|: conditional {w['mean |d_cond|']:.2f}, unconditional "
+        f"{w['mean |d_uncond|']:.2f}; "
         f"the unconditional part is larger in {int(w['items where |d_uncond| > |d_cond|'])} of {int(w['n'])} items). "
         + (f"The quoting hypothesis is **supported**: pairs whose bad option shares more vocabulary with the training "
            f"targets lose more ΔI (Spearman ρ = {rho:+.2f}, one-sided p = {p:.3f})." if supported else

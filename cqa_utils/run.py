@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -23,12 +24,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Run, RunDirError, RunLock, write_json
+import nbformat
+import papermill as pm
+import torch
+
+from .artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
 from .cache import step_table
 from .config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile
+from .data import load_all
 from .deviations import precision_note
 from .models import accelerator_name
 from .preflight import preflight
+from .reference import banner as reference_banner
+from .reference import label_notebooks
 from .train import clock_text
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -60,8 +68,6 @@ def git_info() -> dict[str, Any]:
 
 def hardware() -> dict[str, Any]:
     """CPU, cores, memory and accelerator of this machine."""
-    import torch
-
     info: dict[str, Any] = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count()}
     try:
         cpu = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
@@ -88,8 +94,6 @@ def versions() -> dict[str, str | None]:
 
 def declared_parameters() -> dict[str, set[str]]:
     """Parameter names declared by each notebook's ``parameters`` cell."""
-    import papermill as pm
-
     return {name: set(pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in NOTEBOOKS}
 
 
@@ -152,8 +156,6 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     notebook has run, the executed copies are published to ``book_root/book/run`` (None: not published).
     ``log`` receives the lines meant for the terminal (default: :func:`say`).
     """
-    import papermill as pm
-
     echo = log or say
     prof = get_profile(profile, device, model)
     run_dir = Path(run_dir or REPO_ROOT / "runs" / prof.name).resolve()
@@ -166,8 +168,6 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; the notebooks declare {sorted(known)}")
     # Validate the data before anything starts: a bad file stops here, before any model or write.
-    from .data import load_all
-
     load_all(data.train, data.pairs, data.continuations)
     todo = [n for n in NOTEBOOKS if not only or n in only]
     if dry_run:
@@ -282,10 +282,6 @@ def _duration(seconds: float | None) -> str:
 
 def tag_parameter_cells(path: Path) -> None:
     """Fold the notebook's default-parameters cell in the book (the injected cell shows the values used)."""
-    import nbformat
-
-    from .artifacts import atomic_write
-
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
@@ -296,12 +292,11 @@ def tag_parameter_cells(path: Path) -> None:
     atomic_write(path, lambda p: nbformat.write(nb, p))
 
 
-def publish(run_dir: Path, book_root: Path = REPO_ROOT) -> Path:
-    """Place the executed notebooks and the manifest where the book reads them (``<book_root>/book/run``)."""
-    import shutil
+def publish(run_dir: Path, book_root: Path = REPO_ROOT, reference: bool = False) -> Path:
+    """Place the executed notebooks and the manifest where the book reads them (``<book_root>/book/run``).
 
-    from .artifacts import copy_tree_atomic
-
+    ``reference``: ``run_dir`` is the shipped reference run; every notebook page gets its label first.
+    """
     run_dir = Path(run_dir)
     dest = Path(book_root) / "book" / "run"
     tmp = Path(book_root) / "book" / ".run-staging"
@@ -312,6 +307,10 @@ def publish(run_dir: Path, book_root: Path = REPO_ROOT) -> Path:
     for f in ("manifest.json",):
         shutil.copy2(run_dir / f, tmp / f)
     (tmp / "RUN_DIR").write_text(str(run_dir))
+    if reference:
+        text = reference_banner(run_dir)
+        (tmp / "REFERENCE.md").write_text(text)
+        label_notebooks(tmp, text)
     copy_tree_atomic(tmp, dest)
     shutil.rmtree(tmp, ignore_errors=True)
     return dest
