@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly
+import plotly.graph_objects as go
 
-from .artifacts import atomic_write
+from .artifacts import atomic_write, write_json
 from .claims import criteria
 from .config import REPO_ROOT
 from .reference import REFERENCE_DIR
@@ -141,8 +143,6 @@ def _cell(v: Any) -> Any:
 
 def performance_figures(sections: list[dict[str, Any]]) -> list[str]:
     """Two plotly bar charts as raw HTML (plotly.js is served by the book): speed-ups and end-to-end time."""
-    import plotly.graph_objects as go  # deferred: plotly loads in seconds, and only the book build draws
-
     bars = [(sec["title"].split(" (")[0].split(":")[0], r["label"], r["speedup"]) for sec in sections for r in sec["rows"]
             if isinstance(r.get("speedup"), float) and r["speedup"] == r["speedup"]]
     html = []
@@ -198,8 +198,6 @@ def performance_page() -> tuple[str, int]:
 
 def copy_plotly_js(root: Path) -> None:
     """Serve plotly.js from the book itself (offline): copy plotly's bundled copy into ``_static``."""
-    import plotly
-
     src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     static = Path(root) / "_static"
     static.mkdir(exist_ok=True)
@@ -254,8 +252,6 @@ def build(strict: bool = True, log=print, root: Path = REPO_ROOT, reference: boo
     problems = check_html(html, generated)
     if problems:
         raise RuntimeError("built HTML is missing figures: " + "; ".join(problems))
-    from .artifacts import write_json
-
     write_json(Path(root) / "_build" / "cqa_book_build.json",  # read by `cqa bench` (end-to-end section)
                {"wall_s": time.perf_counter() - t0, "run_dir": str(run_dir), "run_total_wall_s": manifest.get("total_wall_s")})
     log(f"book built: {html / 'index.html'}")

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from . import stats as S
 from .config import DATA_DIR
@@ -289,8 +290,6 @@ def _sd(r: pd.Series) -> float:
     """sd of the per-passage Δ: the column if present, else recovered from the symmetric t-interval."""
     if "sd_delta" in r and not pd.isna(r.sd_delta):
         return float(r.sd_delta)
-    from scipy import stats as sps  # deferred: only old tables without sd_delta need it
-
     return float((r.ci_high - r.ci_low) / 2 / sps.t.ppf(0.975, r.n - 1) * math.sqrt(r.n))
 
 

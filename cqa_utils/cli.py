@@ -1,4 +1,8 @@
-"""Command line: ``cqa run | book | validate | score | bench`` (also ``python -m cqa_utils``)."""
+"""Command line: ``cqa run | book | reference | validate | score | bench`` (also ``python -m cqa_utils``).
+
+Each subcommand imports the modules it needs when it runs (deliberately deferred): ``cqa validate`` and
+``cqa --help`` answer in a fraction of a second instead of importing torch and transformers first.
+"""
 
 from __future__ import annotations
 

@@ -230,7 +230,7 @@ def check_no_leaks(train: Records, pairs: Records, conts: Records, n: int = 8) -
 
 def split_train_val(rows: list[dict[str, Any]], val_size: float = 0.1, seed: int = 42) -> tuple[list[int], list[int]]:
     """Indices of the train/validation rows, split exactly as LLaMA-Factory does (datasets, file order)."""
-    from datasets import Dataset
+    from datasets import Dataset  # deferred: `cqa validate` checks files without paying for datasets' import
 
     ds = Dataset.from_dict({"idx": list(range(len(rows)))})
     sp = ds.train_test_split(test_size=val_size, seed=seed)

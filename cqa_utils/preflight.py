@@ -24,7 +24,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
 from .config import REPO_ROOT, Profile
+from .models import gguf_path
 from .train import QWEN25_7B, decoder_dims, lora_trainable_count
 
 GIB = 2**30
@@ -121,15 +124,11 @@ def probe_disk_free(path: Path) -> int:
 
 def hub_cache_dir() -> Path:
     """Where ``from_pretrained`` stores hub downloads."""
-    from huggingface_hub import constants
-
     return Path(constants.HF_HUB_CACHE)
 
 
 def cached_file(repo_id: str, filename: str) -> str | None:
     """Path of ``filename`` of ``repo_id`` in the Hugging Face cache, or None (never touches the network)."""
-    from huggingface_hub import try_to_load_from_cache
-
     try:
         found = try_to_load_from_cache(repo_id, filename)
     except ValueError:  # not a valid repo id (e.g. a path that does not exist)
@@ -146,8 +145,6 @@ def probe_cached(repo_id: str) -> bool:
 
 def probe_hub(repo_id: str, timeout: float = HUB_TIMEOUT_S) -> str | None:
     """None when the hub answers a HEAD request for the model's config.json within ``timeout``; else why not."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
     try:
@@ -221,8 +218,6 @@ def check_hub_model(profile: Profile) -> list[str]:
 
 def check_gguf(profile: Profile) -> str:
     """The package that ships the profile's GGUF weights is installed."""
-    from .models import gguf_path
-
     try:
         return f"model: {gguf_path(profile)}"
     except (ModuleNotFoundError, FileNotFoundError) as e:

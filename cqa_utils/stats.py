@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.optimize import brentq
 
 LN2 = math.log(2.0)
 ALPHA = 0.05
@@ -242,8 +243,6 @@ def wilcoxon_mde(n: int = 20, alpha: float = ALPHA, power: float = 0.8, n_sim: i
 
 def t_mde(n: int = 20, alpha: float = ALPHA, power: float = 0.8) -> float:
     """Smallest d_z a one-sided paired t-test detects with ``power`` (noncentral t with λ = d_z·√n)."""
-    from scipy.optimize import brentq  # deferred: only this function needs a root finder
-
     crit = sps.t.isf(alpha, n - 1)
     return float(brentq(lambda d: sps.nct.sf(crit, n - 1, d * math.sqrt(n)) - power, 0.0, 10.0))
 
