@@ -328,7 +328,8 @@ def bench_sweep(profile: str, data: DataPaths, run_dir: Path | None) -> dict[str
     prof = get_profile(profile)
     tok = load_tokenizer(prof)
     pairs = load(data.pairs, "pairs").rows[:8]
-    ck = complete_checkpoints(run_dir / "checkpoints") if run_dir and (run_dir / "checkpoints").exists() else {}
+    ck_dir = run_dir / "steps" / "train-cot" / "checkpoints" if run_dir else None
+    ck = complete_checkpoints(ck_dir) if ck_dir and ck_dir.exists() else {}
     tmp = None
     if len(ck) >= 7:
         paths, source = [ck[e] for e in sorted(ck)[:7]], f"trained checkpoints in {run_dir}"
@@ -416,9 +417,9 @@ def bench_e2e(profile: str, run_dir: Path) -> dict[str, Any]:
         return section("e2e", title, [])
     man = json.loads(m.read_text())
 
-    def reused(nb: str) -> bool:  # the stage's own record says whether its artifacts were reused
-        p = run_dir / "artifacts" / nb / "_stage.json"
-        return bool(p.exists() and json.loads(p.read_text()).get("reused"))
+    def reused(nb: str) -> bool:  # every expensive step the notebook ran was reused (its records say so)
+        mine = [s for s in man.get("steps", []) if s.get("notebook") == nb]
+        return bool(mine) and all(s.get("reused") for s in mine)
 
     rows = [{"id": f"e2e.{s['notebook']}", "label": s["notebook"], "wall_s": s["wall_s"], "reused": reused(s["notebook"])}
             for s in man["notebooks"]]

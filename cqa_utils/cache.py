@@ -66,16 +66,16 @@ def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[s
     rec = step_record(run, step)
     if rec and rec.get("key") == key:
         progress(f"{step}: inputs unchanged (key {key[:12]}), reusing {out.relative_to(run.dir)}")
-        write_json(out / STEP_RECORD, rec | {"reused": True})
+        write_json(out / STEP_RECORD, rec | {"reused": True, "notebook": owner or rec.get("notebook", "")})
         return out
-    owner = out / KEY_FILE
-    if out.exists() and any(out.iterdir()) and (not owner.exists() or json.loads(owner.read_text()) != key):
+    key_file = out / KEY_FILE
+    if out.exists() and any(out.iterdir()) and (not key_file.exists() or json.loads(key_file.read_text()) != key):
         aside = out.with_name(f"{step}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(aside)
         progress(f"{step}: inputs changed; kept the previous outputs as {aside.name} (nothing deleted)")
     out.mkdir(parents=True, exist_ok=True)
     (out / STEP_RECORD).unlink(missing_ok=True)
-    write_json(owner, key)
+    write_json(key_file, key)
     t0 = time.perf_counter()
     fn(out, progress=progress, **args)
     write_json(out / STEP_RECORD, {"key": key, "function": f"{fn.__module__}.{fn.__name__}", "notebook": owner,

@@ -68,15 +68,17 @@ def criteria(path: str | None = None) -> pd.DataFrame:
     return pd.read_csv(path or CRITERIA_PATH, dtype=str, keep_default_na=False)
 
 
-def shared_caveats(setting: str = "", standin: bool | None = None) -> list[str]:
-    """Caveats that apply to every verdict, stated once."""
+def shared_caveats(setting: str = "", standin: bool | None = None, n: int = 20, mde: float | None = None) -> list[str]:
+    """Caveats that apply to every verdict, stated once; ``mde`` is the design's minimum detectable d_z at ``n``
+    (computed here when not given)."""
+    mde = S.wilcoxon_mde(n) if mde is None else mde
     out = ["A verdict says whether the paper's pattern appears in this run's setting"
            + (f" ({setting})" if setting else "") + "; it is never a statement about the paper's own data or model."]
     if standin:
         out.append("The data are the stand-in written for this replication, not the paper's SNAKE-100 corpus or "
                    "benchmark (unreleased).")
-    out.append("Each domain has about 20 items: at that size a test that does not reject is weak evidence of no "
-               "effect (the smallest effect a one-sided Wilcoxon test detects with 80 % power at n = 20 is d_z ≈ 0.59).")
+    out.append(f"Each domain has {n} items: at that size a test that does not reject is weak evidence of no "
+               f"effect (the smallest effect a one-sided Wilcoxon test detects with 80 % power at n = {n} is d_z ≈ {mde:.2f}).")
     return out
 
 

@@ -1,4 +1,4 @@
-"""Run the seven notebooks with papermill into a run directory and write its manifest.
+"""Run the nine notebooks with papermill into a run directory and write its manifest.
 
 First :func:`cqa_utils.preflight.preflight` checks, in seconds, that the profile can run here. Then the
 notebooks run in order; the run stops at the first failing notebook and says which cell failed and why.
