@@ -122,3 +122,16 @@ def test_interrupted_step_resumes_into_its_folder(tmp_path):
     resume.__module__ = boom.__module__
     run_step(run, "t", resume, progress=lambda m: None, rows=[1])
     assert seen == ["epoch 1"]  # same key: the same folder, with what the interrupted call left
+
+
+def test_step_records_name_their_notebook_and_the_dry_run_lists_them(tmp_path):
+    from cqa_utils.run import plan
+
+    calls.clear()
+    run = Run(tmp_path / "run", "smoke")
+    run_step(run, "s", _writer, progress=lambda m: None, owner="03_train", rows=[1])
+    assert step_record(run, "s")["notebook"] == "03_train"
+    run_step(run, "s", _writer, progress=lambda m: None, owner="03_train", rows=[1])  # reused: still named
+    assert step_record(run, "s")["notebook"] == "03_train" and step_record(run, "s")["reused"]
+    lines = plan(get_profile("smoke"), run.dir, ["03_train"])
+    assert any(ln.strip().startswith("03_train") and "its steps s (took" in ln for ln in lines)

@@ -40,10 +40,13 @@ def test_merged_scoring_matches_unmerged_and_restores_the_base(tmp_path, smoke):
     detach(m, "a0")
     with merged(m) as did:
         assert did
+    compared = 0
     for n, p in m.get_base_model().named_parameters():  # every base weight is back, bit for bit
         key = n.replace(".base_layer", "")
         if key in before:
             assert torch.equal(p, before[key]), n
+            compared += 1
+    assert compared >= len(before) - 1, (compared, len(before))  # the loop really compared the base weights
 
 
 def test_bf16_weights_are_never_merged(smoke):

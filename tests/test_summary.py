@@ -1,0 +1,61 @@
+"""The reproducibility summary and the positive-control detection: every number comes from the run's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cqa_utils import claims as C
+from cqa_utils.summary import status_line, summary_page
+
+
+def _t1(dz: float, p: float, epochs=(2, 5)) -> pd.DataFrame:
+    return pd.DataFrame([{"epoch": e, "domain": d, "n": 20, "d_z": dz, "wilcoxon_p": p, "delta": dz}
+                         for e in epochs for d in ("literary", "factual")])
+
+
+def test_control_detection_both_ways_and_missing():
+    yes = C.control_detection(_t1(1.2, 0.001), 5)
+    assert yes["detected"] and yes["epoch"] == 5 and yes["sentence"].startswith("**Detected.**")
+    no = C.control_detection(_t1(0.3, 0.12), 5)
+    assert not no["detected"] and no["sentence"].startswith("**Not detected.**") and "uninformative" in no["sentence"]
+    assert not C.control_detection(_t1(-1.0, 0.001), 5)["detected"]  # significant the wrong way is not detected
+    assert C.control_detection(_t1(1.2, 0.001, epochs=(2, 3)), 5)["epoch"] == 3  # primary not scored: its last epoch
+    assert C.control_detection(_t1(1.2, 0.001).query("domain == 'factual'"), 5)["epoch"] is None
+
+
+def _claims(verdict: str, detail: str) -> pd.DataFrame:
+    return pd.DataFrame([{"id": "literary_effect", "claim": "c", "verdict": verdict, "verdict_detail": detail, "this run": "x"}])
+
+
+def test_status_line_three_ways():
+    assert "[Re]" in status_line(_claims(C.REPRODUCED, "reproduced"))
+    assert "[¬Re]" in status_line(_claims(C.NOT_REPRODUCED, "not reproduced"))
+    assert "not judged" in status_line(_claims(C.UNTESTABLE, "cannot be tested here"))
+
+
+def test_summary_page_reads_the_runs_files(tmp_path: Path):
+    run = tmp_path / "run"
+    art = run / "artifacts"
+    for d in ("01_data", "05_delta_delta_i", "07_positive_control", "08_decomposition", "09_claims"):
+        (art / d).mkdir(parents=True)
+    pd.DataFrame([{"what": "a", "paper": "b", "this run": "c", "why": "d"}] * 3).to_csv(art / "01_data" / "deviations.csv", index=False)
+    (art / "05_delta_delta_i" / "mde.json").write_text(json.dumps({"n": 20, "Wilcoxon MDE (d_z, simulated)": 0.6123,
+                                                                    "paper's literary d": 0.5,
+                                                                    "Wilcoxon power at the paper's d (as d_z)": 0.6543}))
+    (art / "07_positive_control" / "detection.json").write_text(json.dumps(C.control_detection(_t1(1.5, 0.0004), 5)))
+    (art / "08_decomposition" / "verdict.json").write_text(json.dumps({"sentence": "The unconditional part moved 7.77."}))
+    _claims(C.NOT_REPRODUCED, "not reproduced").to_csv(art / "09_claims" / "claims.csv", index=False)
+    (art / "09_claims" / "caveats.json").write_text(json.dumps(["One caveat."]))
+    manifest = {"profile": "cpu", "model": "M", "device": "cpu", "standin": True, "data": {"train": "/x/train.jsonl"},
+                "hardware": {"cpu": "CPU-X", "cpu_count": 2, "memory_gib": 24}, "total_wall_s": 1234.0,
+                "notebooks": [{"notebook": "03_train", "wall_s": 1000.0}, {"notebook": "05_delta_delta_i", "wall_s": 5.0}],
+                "steps": [{"step": "train-cot", "wall_s": 900.0}], "params": {}, "seed": 42}
+    page = summary_page(run, manifest)
+    for needle in ("[¬Re]", "d_z = 1.50", "0.61", "0.65", "7.77", "One caveat.", "CPU-X", "20.6 min", "15.0 min",
+                   "03_train (16.7 min)", "**Deviations from the paper**: 3", "0.041 becomes 0.287"):
+        assert needle in page, needle
+    scope = page.split("## Scope")[1].split("##")[0]
+    assert sum(ln[:1].isdigit() for ln in scope.splitlines()) == len(C.criteria())  # every declared claim, numbered
