@@ -152,3 +152,16 @@ def test_killed_training_resumes_and_matches_uninterrupted_run(base_run, tmp_pat
     num = ["logp_cond_good", "logp_uncond_good", "logp_cond_bad", "logp_uncond_bad"]
     a, b = (x[x.id.isin(keep)].sort_values(["adapter", "epoch", "id"]).reset_index(drop=True) for x in (a, b))
     pd.testing.assert_frame_equal(a[num], b[num], rtol=0, atol=1e-6)
+
+
+def test_extra_seeds_train_and_report_their_spread(base_run):
+    """`-p seeds='[42, 43]'`: one more CoT adapter, scored, and the spread across seeds in 05."""
+    root, data, _, _ = base_run
+    m = run_pipeline("smoke", root / "run", str(data), params={"seeds": [42, 43]}, log=lambda *_: None, book_root=None,
+                     only=["03_train", "04_epoch_sweep", "05_delta_delta_i"])
+    r = _reused(m)
+    assert r["train-cot"] and not r["train-cot-seed43"] and not r["sweep-cot-seed43"], r
+    spread = pd.read_csv(root / "run" / "artifacts" / "05_delta_delta_i" / "seed_spread.csv")
+    assert (spread.seeds == 2).all() and spread.sd_delta_across_seeds.notna().all()
+    items = pd.read_csv(root / "run" / "artifacts" / "05_delta_delta_i" / "items.csv")
+    assert {"CoT", "CoT seed 43", "no reasoning"} <= set(items.adapter)
