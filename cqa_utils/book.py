@@ -80,7 +80,7 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
             "## Expensive steps computed or reused\n\nEvery notebook is re-executed on each run; an expensive step (training, "
             "scoring, the prescreen) is reused when its key matches its last complete run. The key hashes the step's "
             "arguments (data by content, settings, model provenance) and the source of its module and of every package "
-            "module that module imports.\n\n"
+            "module that module imports. A reused step shows the wall time of its original computation.\n\n"
             f"{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
             f"## Package versions\n\n{_md_table(ver)}\n\n## Hardware\n\n{_md_table(hw)}\n")
     atomic_write(book_run / "reproducibility.md", lambda p: p.write_text(page))

@@ -75,7 +75,9 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
     dev = pd.read_csv(Path(run_dir) / "artifacts" / "01_data" / "deviations.csv") if (
         Path(run_dir) / "artifacts" / "01_data" / "deviations.csv").exists() else None
     precision = manifest.get("precision") or []
-    train_s = steps[steps.step.str.startswith("train")].wall_s.sum() if len(steps) and "wall_s" in steps else None
+    has = len(steps) and "wall_s" in steps
+    train_s = steps[steps.step.str.startswith("train")].wall_s.sum() if has else None
+    step_s = steps.wall_s.sum() if has else None
     out += [f"- **Profile** `{manifest.get('profile')}`: {manifest.get('model')} on {manifest.get('device', 'cpu')}"
             + (f" ({precision[0]})" if precision else "") + ".",
             f"- **Data**: {'the stand-in written for this replication (not SNAKE-100)' if manifest.get('standin') else 'user files'}; "
@@ -83,10 +85,12 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
             f"- **Seeds**: {seeds}.",
             f"- **Hardware**: {hw.get('cpu', '?')}, {hw.get('cpu_count', '?')} cores, {hw.get('memory_gib', '?')} GiB"
             + (f", GPU {hw['cuda']}" if hw.get("cuda") else ", no GPU") + ".",
-            f"- **Compute**: the whole run took {_minutes(manifest.get('total_wall_s'))}"
-            + (f"; training steps {_minutes(train_s)} when last computed" if train_s else "")
-            + (f"; the longest notebook {nbs.loc[nbs.wall_s.idxmax(), 'notebook']} ({_minutes(nbs.wall_s.max())})" if len(nbs) else "")
-            + ". Per notebook and per step: [Reproducibility](reproducibility.md).",
+            "- **Compute**: "
+            + (f"the expensive steps took {_minutes(step_s)} when they were computed, {_minutes(train_s)} of it training; "
+               if step_s else "")
+            + f"executing the notebooks took {_minutes(manifest.get('total_wall_s'))} in this run"
+            + (f" (the longest, {nbs.loc[nbs.wall_s.idxmax(), 'notebook']}, {_minutes(nbs.wall_s.max())})" if len(nbs) else "")
+            + ", reusing any step computed before. Per notebook and per step: [Reproducibility](reproducibility.md).",
             f"- **Deviations from the paper**: {len(dev) if dev is not None else '?'}, each with its reason: "
             "[Deviations](deviations.md).\n"]
     out.append("## Can the instrument tell?\n")
