@@ -54,7 +54,8 @@ def make_reference(run_dir: Path, dest: Path = REFERENCE_DIR) -> dict[str, Any]:
         raise ValueError(f"the reference run would take {size / 2**20:.1f} MiB (limit {MAX_BYTES / 2**20:.0f} MiB); nothing was changed")
     rec = {"commit": manifest["git"].get("commit"), "dirty": manifest["git"].get("dirty"), "finished": manifest["finished"],
            "profile": manifest["profile"], "model": manifest["model"], "hardware": manifest["hardware"],
-           "total_wall_s": manifest["total_wall_s"], "notebooks": manifest["notebooks"], "bytes": size,
+           "total_wall_s": manifest["total_wall_s"], "notebooks": manifest["notebooks"], "steps": manifest.get("steps", []),
+           "bytes": size,
            "made": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(tmp / RECORD, rec)
     shutil.rmtree(dest, ignore_errors=True)
@@ -80,7 +81,9 @@ def banner(ref_dir: Path = REFERENCE_DIR, repo: Path = REPO_ROOT) -> str:
     rec = json.loads((Path(ref_dir) / RECORD).read_text())
     hw = rec["hardware"]
     changed = changed_since(rec["commit"], repo)
-    times = ", ".join(f"{n['notebook'][:2]} {n['wall_s']:.0f} s" for n in rec["notebooks"])
+    steps = rec.get("steps", [])
+    computed = sum(s["wall_s"] for s in steps)
+    times = ", ".join(f"{s['step']} {s['wall_s'] / 60:.1f} min" for s in steps)
     if changed is None:
         since = "Whether the code changed since cannot be told here (no git history)."
     elif not changed:
@@ -91,8 +94,9 @@ def banner(ref_dir: Path = REFERENCE_DIR, repo: Path = REPO_ROOT) -> str:
     return (":::{note}\n**Reference run.** This page shows the run shipped with the repository (`reference_run/cpu`), not "
             f"one computed on this machine: commit `{(rec['commit'] or '?')[:10]}`{' (with uncommitted changes)' if rec['dirty'] else ''}, "
             f"profile `{rec['profile']}` ({rec['model']}), {hw.get('cpu', '?')} with {hw.get('cpu_count', '?')} cores"
-            f"{', GPU ' + hw['cuda'] if hw.get('cuda') else ''}, finished {rec['finished']}, {rec['total_wall_s'] / 60:.0f} min in all "
-            f"(per notebook: {times}). {since}\n:::\n")
+            f"{', GPU ' + hw['cuda'] if hw.get('cuda') else ''}, finished {rec['finished']}. Its expensive steps took "
+            f"{computed / 60:.0f} min when computed ({times}); the notebooks' last execution took {rec['total_wall_s']:.0f} s. "
+            f"{since}\n:::\n")
 
 
 def label_notebooks(book_run: Path, text: str) -> None:
