@@ -77,8 +77,9 @@ def shared_caveats(setting: str = "", standin: bool | None = None, n: int = 20, 
     if standin:
         out.append("The data are the stand-in written for this replication, not the paper's SNAKE-100 corpus or "
                    "benchmark (unreleased).")
-    out.append(f"Each domain has {n} items: at that size a test that does not reject is weak evidence of no "
-               f"effect (the smallest effect a one-sided Wilcoxon test detects with 80 % power at n = {n} is d_z ≈ {mde:.2f}).")
+    out.append(f"Each domain has {n} items: at that size a test that does not reject is weak evidence of no effect "
+               + (f"(the smallest effect a one-sided Wilcoxon test detects with 80 % power at n = {n} is d_z ≈ {mde:.2f})."
+                  if math.isfinite(mde) else f"(at n = {n} no outcome of a one-sided Wilcoxon test can reach p < 0.05)."))
     return out
 
 

@@ -216,10 +216,18 @@ def _walsh_positive(x: np.ndarray) -> np.ndarray:
     return (ranks * (x > 0)).sum(1)
 
 
+def _wilcoxon_critical(n: int, alpha: float) -> int | None:
+    """The smallest W+ whose exact one-sided p is ≤ ``alpha`` (None when no W+ is: n ≤ 4 at α = 0.05)."""
+    hit = np.flatnonzero(_wilcoxon_null_sf(n) <= alpha)
+    return int(hit[0]) if hit.size else None
+
+
 def wilcoxon_power(d_z: float, n: int = 20, alpha: float = ALPHA, n_sim: int = 20_000, seed: int = 0) -> float:
-    """Simulated power of the exact one-sided Wilcoxon test at level ``alpha`` for N(d_z, 1) differences."""
-    sf = _wilcoxon_null_sf(n)
-    crit = int(np.flatnonzero(sf <= alpha)[0])
+    """Simulated power of the exact one-sided Wilcoxon test at level ``alpha`` for N(d_z, 1) differences
+    (0 when n is too small for any outcome to reach ``alpha``)."""
+    crit = _wilcoxon_critical(n, alpha)
+    if crit is None:
+        return 0.0
     z = np.random.default_rng(seed).standard_normal((n_sim, n))
     return float((_walsh_positive(z + d_z) >= crit).mean())
 
@@ -229,10 +237,12 @@ def wilcoxon_mde(n: int = 20, alpha: float = ALPHA, power: float = 0.8, n_sim: i
 
     Differences are N(d_z, 1); the same seeded draws are shifted for every candidate d_z, and W+ only
     grows with a shift (it counts the positive Walsh averages), so the simulated power is monotone and
-    bisection is exact up to the simulation error (about ±0.01 in d_z at 20,000 draws).
+    bisection is exact up to the simulation error (about ±0.01 in d_z at 20,000 draws). Infinite when n is
+    too small for any outcome to reach ``alpha`` (the smallest exact p at n = 4 is 1/16).
     """
-    sf = _wilcoxon_null_sf(n)
-    crit = int(np.flatnonzero(sf <= alpha)[0])
+    crit = _wilcoxon_critical(n, alpha)
+    if crit is None:
+        return math.inf
     z = np.random.default_rng(seed).standard_normal((n_sim, n))
     lo, hi = 0.0, 4.0
     while hi - lo > 1e-4:

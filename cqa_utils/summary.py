@@ -99,7 +99,8 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
     if mde:
         power, paper_d = mde.get("Wilcoxon power at the paper's d (as d_z)"), mde.get("paper's literary d")
         out.append(f"\nThe smallest effect this design detects with 80 % power (one-sided Wilcoxon, α = 0.05, n = {mde['n']}) is "
-                   f"d_z = {mde['Wilcoxon MDE (d_z, simulated)']:.2f} ([notebook 05](05_delta_delta_i.ipynb))"
+                   f"d_z = {mde['Wilcoxon MDE (d_z, simulated)']:.2f} ([notebook 05](05_delta_delta_i.ipynb); infinite means "
+                   "no outcome can reach p < 0.05 at this n)"
                    + (f"; if the true effect were the paper's literary d = {paper_d:.2f}, the test would detect it "
                       f"with probability {power:.2f} only." if power is not None else ".") + "\n")
     out.append("## Results per claim\n")

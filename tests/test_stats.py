@@ -336,3 +336,9 @@ def test_implied_t_p_matches_formula():
     assert lit["t if d were d_z"] == pytest.approx(0.5 * math.sqrt(20))
     t, df = 0.5 * math.sqrt(20), 19  # one-sided t tail through the regularised incomplete beta function
     assert lit["one-sided t p if d were d_z"] == pytest.approx(0.5 * betainc(df / 2, 0.5, df / (df + t * t)), abs=1e-12)
+
+
+def test_power_and_mde_when_no_outcome_can_reach_alpha():
+    # at n = 4 the smallest exact one-sided Wilcoxon p is 1/16 > 0.05: nothing is detectable
+    assert stats.wilcoxon_power(3.0, n=4) == 0.0 and stats.wilcoxon_mde(n=4) == float("inf")
+    assert stats.wilcoxon_power(3.0, n=5) > 0.5  # at n = 5, all five positive gives p = 1/32
