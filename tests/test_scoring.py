@@ -65,10 +65,12 @@ def test_batched_equals_naive_one_at_a_time(smoke, share_context, normalisation)
 
 
 # log P of REQS[0], REQS[1], REQS[4], REQS[5] and of one pair, printed by the scoring functions this module
-# replaced (commit c55fa83: scoring.loglikelihood and scoring.score_pairs) on the smoke model
-OLD_TOTALS = [(-90.814937, 13, 12), (-63.788167, 9, 1), (-6.954017, 1, 7), (-55.381376, 8, 12)]
-OLD_PAIR = {"logp_cond_good": -69.635746, "logp_uncond_good": -69.234864, "logp_cond_bad": -75.157348,
-            "logp_uncond_bad": -75.666347, "dI": -0.909881}
+# replaced (commit c55fa83: scoring.loglikelihood and scoring.score_pairs) on the smoke model. The smoke model's
+# tokenizer is trained on the files under data/standin, so these were recomputed with the old code when the
+# benchmark v2 and calibration files arrived (c55fa83's code, today's data/standin, a fresh smoke model).
+OLD_TOTALS = [(-89.977296, 13, 12), (-70.10827, 10, 1), (-13.706684, 2, 7), (-55.143126, 8, 12)]
+OLD_PAIR = {"logp_cond_good": -70.104347, "logp_uncond_good": -69.72963, "logp_cond_bad": -75.434442,
+            "logp_uncond_bad": -75.063919, "dI": -0.004194}
 PAIR = {"id": "p0", "domain": "literary", "context": "Nessa opened the door and looked at the rain.",
         "good": "It fell softly on the step.", "bad": "It was a lovely day, she said."}
 
