@@ -14,7 +14,9 @@ A folder holding another key's outputs is renamed aside (``<step>.stale-<time>``
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -22,14 +24,47 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import Run, read_any, write_json
-from .config import Profile
+from .config import STANDIN_DIR, Profile
 from .keys import KEY_FILE, canonical, step_key
+from .models import MODEL_CACHE
 
 STEP_RECORD = "_step.json"
 
 
+def smoke_texts_hash() -> str:
+    """sha256 of the stand-in's JSON Lines files, from which the smoke profile's tokenizer is trained."""
+    h = hashlib.sha256()
+    for f in sorted(STANDIN_DIR.rglob("*.jsonl")):
+        h.update(f.relative_to(STANDIN_DIR).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def refresh_smoke_model(profile: Profile) -> bool:
+    """Drop the cached smoke model when the texts it was built from have changed; True if it was dropped.
+
+    The smoke model (:func:`cqa_utils.models.materialise`) trains its tokenizer on ``data/standin``; its
+    cache records the texts' hash beside it (``<name>.texts.sha256``), so an edit of the stand-in rebuilds it.
+    """
+    if profile.model_kind != "tiny-random":
+        return False
+    return _refresh(MODEL_CACHE / profile.name, smoke_texts_hash())
+
+
+def _refresh(model_dir: Path, want: str) -> bool:
+    stamp = model_dir.with_name(model_dir.name + ".texts.sha256")
+    stale = model_dir.exists() and (not stamp.exists() or stamp.read_text() != want)
+    if stale:
+        shutil.rmtree(model_dir)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(want)
+    return stale
+
+
 def model_provenance(profile: Profile) -> dict[str, Any]:
-    """What identifies a profile's weights beyond its name: the version of the package shipping them."""
+    """What identifies a profile's weights beyond its name: the version of the package shipping them, or for
+    the smoke model the hash of the texts its tokenizer is trained on."""
+    if profile.model_kind == "tiny-random":
+        return {"model_id": profile.model_id, "texts": smoke_texts_hash()}
     if profile.gguf_package:
         try:
             return {"package": profile.gguf_package, "version": metadata.version(profile.gguf_package.replace("_", "-"))}

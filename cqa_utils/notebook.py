@@ -20,7 +20,7 @@ import plotly.io as pio
 from IPython.display import Markdown
 
 from .artifacts import Run
-from .cache import load_output, run_step
+from .cache import load_output, refresh_smoke_model, run_step
 from .config import DataPaths, Profile, get_profile
 
 
@@ -73,6 +73,7 @@ def setup(stage: str, profile: str, run_dir: str, data_dir: str = "") -> Stage:
     if os.environ.get("CQA_BOOK_RENDERER"):
         _plotly_for_book()
     prof = get_profile(profile)
+    refresh_smoke_model(prof)
     return Stage(prof, Run(Path(run_dir), prof.name), DataPaths.from_dir(data_dir or None), stage)
 
 

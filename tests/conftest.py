@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cqa_utils.cache import refresh_smoke_model
 from cqa_utils.config import STANDIN_DIR, get_profile
 
 
@@ -17,6 +18,7 @@ def smoke():
     from cqa_utils.models import load_model, load_tokenizer, prefix_token_id
 
     prof = get_profile("smoke")
+    refresh_smoke_model(prof)
     tok = load_tokenizer(prof)
     return prof, tok, load_model(prof), prefix_token_id(tok)
 

@@ -135,3 +135,23 @@ def test_step_records_name_their_notebook_and_the_dry_run_lists_them(tmp_path):
     assert step_record(run, "s")["notebook"] == "03_train" and step_record(run, "s")["reused"]
     lines = plan(get_profile("smoke"), run.dir, ["03_train"])
     assert any(ln.strip().startswith("03_train") and "its steps s (took" in ln for ln in lines)
+
+
+def test_smoke_model_cache_follows_the_texts_it_was_built_from(tmp_path, monkeypatch):
+    from cqa_utils import cache
+
+    d = tmp_path / "smoke"
+    assert cache._refresh(d, "a") is False  # nothing built yet: only the stamp is written
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    assert cache._refresh(d, "a") is False and d.exists()  # same texts: kept
+    assert cache._refresh(d, "b") is True and not d.exists()  # other texts: dropped, so it is rebuilt
+    standin = tmp_path / "standin"
+    standin.mkdir()
+    (standin / "train.jsonl").write_text('{"id": "x"}\n')
+    monkeypatch.setattr(cache, "STANDIN_DIR", standin)
+    before = cache.model_provenance(get_profile("smoke"))
+    cpu = cache.model_provenance(get_profile("cpu"))
+    (standin / "train.jsonl").write_text('{"id": "y"}\n')
+    assert cache.model_provenance(get_profile("smoke")) != before  # smoke steps re-run after a data edit
+    assert cache.model_provenance(get_profile("cpu")) == cpu  # the cpu model does not depend on the texts
