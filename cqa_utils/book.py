@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from .artifacts import atomic_write, write_json
 from .claims import criteria
 from .config import REPO_ROOT
+from .markdown import md_table
 from .reference import REFERENCE_DIR
 from .run import NOTEBOOKS, publish
 from .summary import summary_page
@@ -29,15 +30,6 @@ from .summary import summary_page
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
                 "07_positive_control": 1, "08_decomposition": 2, "09_claims": 3}
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    """A MyST (pipe) table; cells escaped."""
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    head = "| " + " | ".join(map(esc, df.columns)) + " |"
-    sep = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
 
 
 def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -58,12 +50,12 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     crit = criteria()[["id", "claim", "section", "paper_value", "test", "threshold", "why", "failure"]]
     page = ("# Claim criteria, declared before the results\n\nEach claim of the paper that this replication tests, the test, "
             "the threshold and what counts as failure, fixed in `data/claims_criteria.csv` before any result was computed. "
-            "The verdicts are in the last chapter of the pipeline (notebook 09).\n\n" + _md_table(crit) + "\n")
+            "The verdicts are in the last chapter of the pipeline (notebook 09).\n\n" + md_table(crit) + "\n")
     atomic_write(book_run / "criteria.md", lambda p: p.write_text(page))
     dev = pd.read_csv(art / "01_data" / "deviations.csv")
     page = (f"# Deviations from the paper\n\n{label}Every difference between this run and the paper's setup, and why, as computed "
             "by notebook 01 on the machine that ran it (`cqa_utils.deviations`); the paper's §3.4 hyperparameters are "
-            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + _md_table(dev.fillna("")) + "\n")
+            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + md_table(dev.fillna("")) + "\n")
     atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
     nb = pd.DataFrame(manifest["notebooks"])
     st = pd.DataFrame(manifest.get("steps", []))
@@ -76,13 +68,13 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
             f"- data: {', '.join(f'`{v}`' for v in manifest['data'].values())}\n"
             f"- parameters: `{json.dumps(manifest['params'])}`\n- total wall time: {manifest['total_wall_s']:.0f} s\n\n"
             "To re-run exactly this: `cqa run --profile " + manifest["profile"] + "` then `cqa book`.\n\n"
-            f"## Wall time per notebook\n\n{_md_table(_fmt(nb, 1))}\n\n"
+            f"## Wall time per notebook\n\n{md_table(_fmt(nb, 1))}\n\n"
             "## Expensive steps computed or reused\n\nEvery notebook is re-executed on each run; an expensive step (training, "
             "scoring, the prescreen) is reused when its key matches its last complete run. The key hashes the step's "
             "arguments (data by content, settings, model provenance) and the source of its module and of every package "
             "module that module imports. A reused step shows the wall time of its original computation.\n\n"
-            f"{_md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
-            f"## Package versions\n\n{_md_table(ver)}\n\n## Hardware\n\n{_md_table(hw)}\n")
+            f"{md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
+            f"## Package versions\n\n{md_table(ver)}\n\n## Hardware\n\n{md_table(hw)}\n")
     atomic_write(book_run / "reproducibility.md", lambda p: p.write_text(page))
     perf, n_figs = performance_page()
     atomic_write(book_run / "performance.md", lambda p: p.write_text(perf))
@@ -187,12 +179,12 @@ def performance_page() -> tuple[str, int]:
     goals = goal_table(sections)
     out = [head, note, "Each section below comes from the newest results file that measured it: "
            + "; ".join(f"`bench/results/{n}` ({r.get('date', '')}, {machine_text(r)})" for n, r in srcs.items())
-           + ".\n\n## Goals\n\n" + (_md_table(goals) if len(goals) else "No goal is recorded in these files.") + "\n"]
+           + ".\n\n## Goals\n\n" + (md_table(goals) if len(goals) else "No goal is recorded in these files.") + "\n"]
     figs = performance_figures(sections)
     out += figs
     for sec, path, r in found:
         out.append(f"\n## {sec['title']}\n\nFrom `bench/results/{path.name}`, measured {r.get('date', '')} on "
-                   f"{machine_text(r)}.\n\n{_md_table(section_table(sec))}\n")
+                   f"{machine_text(r)}.\n\n{md_table(section_table(sec))}\n")
     return "".join(out), len(figs)
 
 

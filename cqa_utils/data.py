@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,20 +201,30 @@ def benchmark_texts(pairs: Records, conts: Records) -> list[tuple[Path, int, str
     return out
 
 
+def shingle_index(texts: Iterable[tuple[Any, str]], n: int = 8) -> dict[tuple[str, ...], Any]:
+    """Every ``n``-word span of the texts, mapped to the origin of its first text."""
+    index: dict[tuple[str, ...], Any] = {}
+    for origin, text in texts:
+        for s in shingles(text, n):
+            index.setdefault(s, origin)
+    return index
+
+
+def overlaps(texts: Iterable[tuple[Path, int, str, str]], index: dict[tuple[str, ...], Any],
+             n: int = 8) -> Iterator[tuple[Path, int, str, tuple[str, ...], Any]]:
+    """(file, line, field, span, origin) for each text sharing an ``n``-word span with ``index``."""
+    for path, line, field, text in texts:
+        hit = next((s for s in shingles(text, n) if s in index), None)
+        if hit:
+            yield path, line, field, hit, index[hit]
+
+
 def find_leaks(train: Records, pairs: Records, conts: Records, n: int = 8) -> list[dict[str, Any]]:
     """Benchmark fields sharing an ``n``-word span with any training text."""
-    train_sh: dict[tuple[str, ...], int] = {}
-    for row, line in zip(train.rows, train.lines):
-        text = " ".join([row.get("input", ""), row["output"], row.get("decision", {}).get("context", "")])
-        for s in shingles(text, n):
-            train_sh.setdefault(s, line)
-    leaks = []
-    for path, line, field, text in benchmark_texts(pairs, conts):
-        hit = next((s for s in shingles(text, n) if s in train_sh), None)
-        if hit:
-            leaks.append({"file": str(path), "line": line, "field": field, "span": " ".join(hit),
-                          "train_line": train_sh[hit]})
-    return leaks
+    index = shingle_index(((line, " ".join([row.get("input", ""), row["output"], row.get("decision", {}).get("context", "")]))
+                           for row, line in zip(train.rows, train.lines)), n)
+    return [{"file": str(path), "line": line, "field": field, "span": " ".join(hit), "train_line": origin}
+            for path, line, field, hit, origin in overlaps(benchmark_texts(pairs, conts), index, n)]
 
 
 def check_no_leaks(train: Records, pairs: Records, conts: Records, n: int = 8) -> None:
@@ -292,16 +303,12 @@ def load_calibration(path: str | Path, corpus: Corpus, n: int = 8) -> Records:
     corpus or with any benchmark text.
     """
     cal = load(path, "pairs")
-    check_no_leaks(corpus.train, cal, Records(Path(path), [], []), n)
-    bench = {}
-    for bpath, line, field, text in benchmark_texts(corpus.pairs, corpus.continuations):
-        for s in shingles(text, n):
-            bench.setdefault(s, (bpath, line, field))
-    for cpath, line, field, text in benchmark_texts(cal, Records(Path(path), [], [])):
-        hit = next((s for s in shingles(text, n) if s in bench), None)
-        if hit:
-            raise DataError(cpath, line, field, f"expected calibration items apart from the benchmark, found the {n}-word "
-                            f"span {' '.join(hit)!r} also in {bench[hit][0]}:{bench[hit][1]} ({bench[hit][2]})")
+    none = Records(Path(path), [], [])
+    check_no_leaks(corpus.train, cal, none, n)
+    index = shingle_index((((p, line, field), text) for p, line, field, text in benchmark_texts(corpus.pairs, corpus.continuations)), n)
+    for cpath, line, field, hit, (bpath, bline, bfield) in overlaps(benchmark_texts(cal, none), index, n):
+        raise DataError(cpath, line, field, f"expected calibration items apart from the benchmark, found the {n}-word "
+                        f"span {' '.join(hit)!r} also in {bpath}:{bline} ({bfield})")
     return cal
 
 

@@ -9,14 +9,15 @@ read from those files; the prose around them is fixed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .artifacts import read_any
 from .claims import PAPER_TRAIN_MIN, REPRODUCED, UNTESTABLE, criteria
 from .config import PAPER_REPORTED_DIR, PRIMARY_EPOCH, REPO_ROOT, SWEEP_EPOCHS, get_profile
+from .markdown import md_table
 from .preflight import gpu_memory_needed, weights_bytes
 from .stats import paper_table1_holm
 from .train import QWEN25_7B, decoder_dims
@@ -29,10 +30,9 @@ EVIDENCE = {"literary_effect": "05_delta_delta_i", "factual_null": "05_delta_del
 
 
 def _load(run_dir: Path, stage: str, name: str) -> Any:
+    """A notebook's saved file (None when that notebook did not write it)."""
     p = Path(run_dir) / "artifacts" / stage / name
-    if not p.exists():
-        return None
-    return pd.read_csv(p) if p.suffix == ".csv" else json.loads(p.read_text())
+    return read_any(p) if p.exists() else None
 
 
 def _minutes(s: float | None) -> str:
@@ -72,8 +72,7 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
     out.append("\nEach claim's test, threshold and what counts as failure were fixed before any result: "
                "[the claim criteria](criteria.md).\n")
     out.append("## What was run\n")
-    dev = pd.read_csv(Path(run_dir) / "artifacts" / "01_data" / "deviations.csv") if (
-        Path(run_dir) / "artifacts" / "01_data" / "deviations.csv").exists() else None
+    dev = _load(run_dir, "01_data", "deviations.csv")
     precision = manifest.get("precision") or []
     has = len(steps) and "wall_s" in steps
     train_s = steps[steps.step.str.startswith("train")].wall_s.sum() if has else None
@@ -110,7 +109,7 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
         table = pd.DataFrame([{"claim": r["claim"], "verdict": r["verdict_detail"], "this run": r["this run"],
                                "computed in": f"[{EVIDENCE[r['id']][:2]}]({EVIDENCE[r['id']]}.ipynb)" if r["id"] in EVIDENCE else "—"}
                               for r in claims.fillna("").to_dict("records")])
-        out.append(_md(table) + "\n")
+        out.append(md_table(table) + "\n")
     if why:
         out.append("## Why the literary effect has the sign it has\n\n" + why["sentence"]
                    + " ([notebook 08](08_decomposition.ipynb))\n")
@@ -152,8 +151,3 @@ def _rel(path: str) -> str:
     except ValueError:
         return str(p)
 
-
-def _md(df: pd.DataFrame) -> str:
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    return "\n".join(["| " + " | ".join(map(esc, df.columns)) + " |", "|" + "---|" * len(df.columns),
-                      *("| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False))])

@@ -194,3 +194,23 @@ def test_truncated_checkpoint_file(adapter_dir, smoke):
     f.unlink()
     with pytest.raises(AdapterMismatch, match="adapter_model.safetensors missing"):
         attach(base, adapter_dir, "a", model_identity(base))
+
+
+def test_calibration_pairs_must_stay_apart_from_benchmark_and_training(standin_copy):
+    from cqa_utils.data import load_all, load_calibration
+    from tests.conftest import read_rows, write_rows
+
+    bench = standin_copy / "benchmark"
+    corpus = load_all(standin_copy / "train.jsonl", bench / "pairs.jsonl", bench / "continuations.jsonl")
+    cal_path = standin_copy / "calibration" / "pairs.jsonl"
+    assert len(load_calibration(cal_path, corpus)) == 40  # the shipped calibration set is apart from both
+    cal = read_rows(cal_path)
+    cal[2]["good"] = read_rows(bench / "continuations.jsonl")[0]["passage"]  # a benchmark passage, copied
+    write_rows(cal_path, cal)
+    with pytest.raises(DataError) as e:
+        load_calibration(cal_path, corpus)
+    assert "pairs.jsonl:3: good" in str(e.value) and "continuations.jsonl:1 (passage)" in str(e.value)
+    cal[2]["good"] = read_rows(standin_copy / "train.jsonl")[0]["output"]  # a training judgment, copied
+    write_rows(cal_path, cal)
+    with pytest.raises(DataError, match="train.jsonl:1"):
+        load_calibration(cal_path, corpus)
