@@ -23,7 +23,7 @@ run: $(BIN)/.installed
 
 book: $(BIN)/.installed chromium
 	$(BIN)/cqa book
-	@if command -v chromium >/dev/null 2>&1; then $(BIN)/python -m cqa_utils.browser_check _build/html; \
+	@if command -v chromium >/dev/null 2>&1; then $(BIN)/python -m cqa_utils.report.browser_check _build/html; \
 	else echo "(chromium not installed: skipped the in-browser figure check; 'make browser-check' installs it)"; fi
 
 test: $(BIN)/.installed chromium
@@ -42,4 +42,4 @@ bench: $(BIN)/.installed
 	$(BIN)/cqa bench --profile $(PROFILE)
 
 browser-check: $(BIN)/.installed chromium
-	$(BIN)/python -m cqa_utils.browser_check _build/html
+	$(BIN)/python -m cqa_utils.report.browser_check _build/html

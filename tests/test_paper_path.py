@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from cqa_utils import config, deviations, device, models
-from cqa_utils import train as T
-from cqa_utils.config import get_profile
-from cqa_utils.scoring import Scorer
-from cqa_utils.sweep import attach, detach, score_benchmark
+from cqa_utils.method import config, deviations, device, models
+from cqa_utils.method import train as T
+from cqa_utils.method.config import get_profile
+from cqa_utils.method.scoring import Scorer
+from cqa_utils.method.sweep import attach, detach, score_benchmark
 from tests.conftest import read_rows, small_data
 
 DEVICE = "cuda" if models.cuda_available() else "cpu"

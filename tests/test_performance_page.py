@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import cqa_utils.bench as bench
-import cqa_utils.book as book
-from cqa_utils.bench import section
-from cqa_utils.book import goal_table, performance_figures
+import bench.bench as bench
+import cqa_utils.report.book as book
+from bench.bench import section
+from cqa_utils.report.book import goal_table, performance_figures
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,6 +136,6 @@ def test_first_format_files_migrate_with_ids_and_goals() -> None:
 def test_committed_results_files_are_in_the_current_format() -> None:
     for p in sorted((REPO / "bench" / "results").glob("*.json")):
         res = json.loads(p.read_text())
-        assert res.get("format") == bench.FORMAT, f"{p.name}: run bench/migrate_results.py"
+        assert res.get("format") == bench.FORMAT, f"{p.name}: run python -m bench.migrate_results"
         for sec in res["sections"]:
             assert all(r["id"].startswith(sec["id"] + ".") for r in sec["rows"]), p.name

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cqa_utils.config import REPO_ROOT
-from cqa_utils.run import NOTEBOOKS, run_pipeline
-from cqa_utils.train import complete_checkpoints
+from cqa_utils.method.config import REPO_ROOT
+from cqa_utils.method.train import complete_checkpoints
+from cqa_utils.pipeline.run import NOTEBOOKS, run_pipeline
 from tests.conftest import read_rows, small_data, write_rows
 
 pytestmark = pytest.mark.pipeline
@@ -64,8 +64,8 @@ def test_end_to_end(base_run):
 
 
 def test_book_builds_with_figures(base_run, tmp_path):
-    from cqa_utils.book import build, copy_sources
-    from cqa_utils.run import publish
+    from cqa_utils.pipeline.run import publish
+    from cqa_utils.report.book import build, copy_sources
 
     root, _, _, _ = base_run
     copy_sources(tmp_path)
@@ -73,7 +73,7 @@ def test_book_builds_with_figures(base_run, tmp_path):
     html = build(strict=True, log=lambda *_: None, root=tmp_path)
     for page in ("criteria", "deviations", "09_claims", "reproducibility"):
         assert (html / "book" / "run" / f"{page}.html").exists(), page
-    from cqa_utils.browser_check import check
+    from cqa_utils.report.browser_check import check
 
     if os.environ.get("CQA_SKIP_BROWSER") or not any(Path(p, "chromium").exists() for p in os.environ["PATH"].split(":")):
         pytest.skip("chromium not installed: in-browser figure check skipped (static check passed)")
@@ -90,7 +90,7 @@ def test_a_notebook_edited_by_hand_takes_effect_on_the_next_run(base_run, tmp_pa
     """Notebooks are re-executed on every run, so an edited cell shows up without any cache to clear."""
     import shutil
 
-    from cqa_utils import run as run_mod
+    from cqa_utils.pipeline import run as run_mod
 
     root, data, _, _ = base_run
     nbs = tmp_path / "notebooks"

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cqa_utils import __version__, models
-from cqa_utils import preflight as P
-from cqa_utils import train as T
+from cqa_utils import __version__
 from cqa_utils.cli import main
-from cqa_utils.config import REPO_ROOT, get_profile
-from cqa_utils.run import NOTEBOOKS, hardware, run_pipeline
+from cqa_utils.method import models
+from cqa_utils.method import train as T
+from cqa_utils.method.config import REPO_ROOT, get_profile
+from cqa_utils.pipeline import preflight as P
+from cqa_utils.pipeline.run import NOTEBOOKS, hardware, run_pipeline
 
 GIB = 2**30
 H200 = ("NVIDIA H200", 140 * GIB, 141 * GIB)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cqa_utils import prescreen as P
-from cqa_utils import scoring
+from cqa_utils.method import prescreen as P
+from cqa_utils.method import scoring
 
 
 def test_kl_one_hot_by_hand():

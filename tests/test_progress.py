@@ -9,9 +9,9 @@ import nbformat
 import papermill as pm
 import pytest
 
-from cqa_utils import train as T
-from cqa_utils.config import get_profile
-from cqa_utils.run import KERNEL_ARGS, RunLog
+from cqa_utils.method import train as T
+from cqa_utils.method.config import get_profile
+from cqa_utils.pipeline.run import KERNEL_ARGS, RunLog
 
 LINE = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss (\d+\.\d{3}) elapsed (\d+s|\d+m\d\ds) eta (\d+s|\d+m\d\ds)$")
 
@@ -22,7 +22,7 @@ def _rows(n: int) -> list[dict]:
 
 
 def test_smoke_training_prints_a_line_per_epoch(tmp_path, smoke):
-    from cqa_utils.models import load_model
+    from cqa_utils.method.models import load_model
 
     prof = get_profile("smoke").with_overrides(num_train_epochs=3)
     msgs: list[str] = []

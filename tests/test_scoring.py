@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cqa_utils import scoring
-from cqa_utils.models import prefix_token_id
+from cqa_utils.method import scoring
+from cqa_utils.method.models import prefix_token_id
 
 
 def naive_logprobs(model, ids: list[int], n_cont: int) -> np.ndarray:

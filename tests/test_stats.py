@@ -11,8 +11,8 @@ import pytest
 from scipy import stats as sps
 from scipy.special import betainc
 
-from cqa_utils import stats
-from cqa_utils.config import PAPER_REPORTED_DIR
+from cqa_utils.method import stats
+from cqa_utils.method.config import PAPER_REPORTED_DIR
 
 # ------------------------------------------------------------------ independent Wilcoxon by hand
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cqa_utils import claims as C
-from cqa_utils.summary import status_line, summary_page
+from cqa_utils.method import claims as C
+from cqa_utils.report.summary import status_line, summary_page
 
 
 def _t1(dz: float, p: float, epochs=(2, 5)) -> pd.DataFrame:

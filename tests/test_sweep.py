@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cqa_utils.scoring import Scorer
-from cqa_utils.sweep import attach, detach, each_adapter, merged, score_benchmark, score_epochs
+from cqa_utils.method.scoring import Scorer
+from cqa_utils.method.sweep import attach, detach, each_adapter, merged, score_benchmark, score_epochs
 
 ROWS = [{"id": f"p{i}", "domain": "literary", "context": c, "good": g, "bad": b} for i, (c, g, b) in enumerate([
     ("Nessa opened the door and looked at the rain.", "It fell softly on the step.", "It was a lovely day, she said."),
@@ -16,14 +16,14 @@ CONTS = [{"id": "c0", "domain": "news", "context": "The council met on Tuesday."
 
 
 def _adapter(tmp_path, seed: int):
-    from cqa_utils.bench import _fake_adapters
+    from bench.bench import _fake_adapters
 
     torch.manual_seed(seed)
     return _fake_adapters("smoke", 2, tmp_path / f"a{seed}")
 
 
 def test_merged_scoring_matches_unmerged_and_restores_the_base(tmp_path, smoke):
-    from cqa_utils.models import load_model, model_identity
+    from cqa_utils.method.models import load_model, model_identity
 
     prof, tok, _, pid = smoke
     base = load_model(prof)
@@ -52,8 +52,8 @@ def test_merged_scoring_matches_unmerged_and_restores_the_base(tmp_path, smoke):
 def test_bf16_weights_are_never_merged(smoke):
     from peft import get_peft_model
 
-    from cqa_utils.models import load_model
-    from cqa_utils.train import lora_config
+    from cqa_utils.method.models import load_model
+    from cqa_utils.method.train import lora_config
 
     prof = smoke[0]
     pm = get_peft_model(load_model(prof).to(torch.bfloat16), lora_config(prof.hparams))
@@ -63,7 +63,7 @@ def test_bf16_weights_are_never_merged(smoke):
 
 def test_switching_adapters_scores_as_a_fresh_load(tmp_path, smoke):
     """each_adapter on one base gives the scores of base + adapter loaded afresh, and leaves no adapter behind."""
-    from cqa_utils.models import load_model, model_identity
+    from cqa_utils.method.models import load_model, model_identity
 
     prof, tok, _, pid = smoke
     paths = _adapter(tmp_path, 1)
@@ -80,7 +80,7 @@ def test_switching_adapters_scores_as_a_fresh_load(tmp_path, smoke):
 def test_score_epochs_labels_and_refuses_missing_checkpoints(tmp_path, smoke):
     import pytest
 
-    from cqa_utils.models import load_model, model_identity
+    from cqa_utils.method.models import load_model, model_identity
 
     prof, tok, _, _ = smoke
     paths = _adapter(tmp_path, 2)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cqa_utils import train as T
-from cqa_utils.config import PAPER, get_profile
-from cqa_utils.data import split_train_val
+from cqa_utils.method import train as T
+from cqa_utils.method.config import PAPER, get_profile
+from cqa_utils.method.data import split_train_val
 
 
 def test_split_matches_llama_factory():
@@ -108,7 +108,7 @@ def _rows(n):
 
 
 def test_training_writes_one_checkpoint_and_eval_per_epoch(tmp_path, smoke):
-    from cqa_utils.models import load_model
+    from cqa_utils.method.models import load_model
 
     prof = get_profile("smoke").with_overrides(num_train_epochs=3)
     rows = _rows(10)
@@ -123,7 +123,7 @@ def test_training_writes_one_checkpoint_and_eval_per_epoch(tmp_path, smoke):
 
 
 def test_incomplete_checkpoint_is_set_aside_and_resumed(tmp_path, smoke):
-    from cqa_utils.models import load_model
+    from cqa_utils.method.models import load_model
 
     prof = get_profile("smoke").with_overrides(num_train_epochs=2)
     rows = _rows(10)
@@ -141,7 +141,7 @@ def test_fast_path_loss_equals_trl_loss(smoke):
     """Our loss (label-position head, padding mask dropped) equals trl's on the same padded batch, in fp32."""
     import torch
 
-    from cqa_utils.models import load_model
+    from cqa_utils.method.models import load_model
 
     prof = get_profile("smoke")
     model = load_model(prof)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from .scoring import Request, Scorer
+from cqa_utils.method.scoring import Request, Scorer
 
 VARIANTS = ("raw", "norm", "pmi")
 VARIANT_TEXT = {"raw": "log P(c | context), summed over the candidate's tokens",

@@ -32,14 +32,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifacts import write_json
-from .config import REPO_ROOT, DataPaths, get_profile
-from .data import load, split_train_val
-from .models import load_model, load_tokenizer, model_identity
-from .run import git_info, hardware
-from .scoring import Request, Scorer, continuation_requests, pair_requests, split_boundary
-from .sweep import attach, benchmark_results, each_adapter, score_benchmark
-from .train import COMPLETE_MARKER, build_example, complete_checkpoints, cpu_has_bf16, lora_config, save_adapter_identity, train, uses_bf16
+from cqa_utils.method.config import REPO_ROOT, DataPaths, get_profile
+from cqa_utils.method.data import load, split_train_val
+from cqa_utils.method.models import load_model, load_tokenizer, model_identity
+from cqa_utils.method.scoring import Request, Scorer, continuation_requests, pair_requests, split_boundary
+from cqa_utils.method.sweep import attach, benchmark_results, each_adapter, score_benchmark
+from cqa_utils.method.train import (
+    COMPLETE_MARKER,
+    build_example,
+    complete_checkpoints,
+    cpu_has_bf16,
+    lora_config,
+    save_adapter_identity,
+    train,
+    uses_bf16,
+)
+from cqa_utils.pipeline.artifacts import write_json
+from cqa_utils.pipeline.run import git_info, hardware
 
 RESULTS = REPO_ROOT / "bench" / "results"
 BOOK_BUILD = REPO_ROOT / "_build" / "cqa_book_build.json"  # written by `cqa book`: its wall time and run

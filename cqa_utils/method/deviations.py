@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import models
-from .config import DataPaths, PaperHParams, Profile
+from cqa_utils.method import models
+from cqa_utils.method.config import DataPaths, PaperHParams, Profile
 
 
 def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:

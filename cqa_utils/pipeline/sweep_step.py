@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_table
-from .config import Profile
-from .models import model_identity
-from .scoring import Scorer
-from .sweep import score_epochs
-from .train import complete_checkpoints
+from cqa_utils.method.config import Profile
+from cqa_utils.method.models import model_identity
+from cqa_utils.method.scoring import Scorer
+from cqa_utils.method.sweep import score_epochs
+from cqa_utils.method.train import complete_checkpoints
+from cqa_utils.pipeline.artifacts import write_table
 
 
 def score_checkpoints(out: Path, profile: Profile, pairs: Sequence[dict[str, Any]], continuations: Sequence[dict[str, Any]],

@@ -19,9 +19,9 @@ import pandas as pd
 import plotly.io as pio
 from IPython.display import Markdown
 
-from .artifacts import Run
-from .cache import load_output, refresh_smoke_model, run_step
-from .config import DataPaths, Profile, get_profile
+from cqa_utils.method.config import DataPaths, Profile, get_profile
+from cqa_utils.pipeline.artifacts import Run
+from cqa_utils.pipeline.cache import load_output, refresh_smoke_model, run_step
 
 
 def _plotly_for_book() -> None:
@@ -49,7 +49,7 @@ class Stage:
         print(f"[{self.name} {time.perf_counter() - self.started:7.1f}s] {msg}", flush=True)
 
     def step(self, step: str, fn: Callable[..., None], **args: Any) -> Path:
-        """Run an expensive step once per key (see :func:`cqa_utils.cache.run_step`); returns its folder."""
+        """Run an expensive step once per key (see :func:`cqa_utils.pipeline.cache.run_step`); returns its folder."""
         return run_step(self.run, step, fn, self.progress, self.name, **args)
 
     def load_step(self, step: str, name: str) -> Any:

@@ -2,7 +2,7 @@
 
 ``run_step(run, "train-cot", train_adapter, profile=prof, train_rows=tr, ...)`` calls
 ``train_adapter(out_dir, progress=..., **args)`` unless the step already finished in this run
-directory with the same key (see :mod:`cqa_utils.keys`: the function's module import closure and
+directory with the same key (see :mod:`cqa_utils.pipeline.keys`: the function's module import closure and
 the canonical arguments). Its outputs live in ``run_dir/steps/<step>/``:
 
 - ``cqa_key.json`` is written *before* the step starts, so an interrupted step resumes into the
@@ -23,10 +23,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Run, read_any, write_json
-from .config import STANDIN_DIR, Profile
-from .keys import KEY_FILE, canonical, step_key
-from .models import MODEL_CACHE
+from cqa_utils.method.config import STANDIN_DIR, Profile
+from cqa_utils.method.models import MODEL_CACHE
+from cqa_utils.pipeline.artifacts import Run, read_any, write_json
+from cqa_utils.pipeline.keys import KEY_FILE, PACKAGE, canonical, step_key
 
 STEP_RECORD = "_step.json"
 
@@ -42,7 +42,7 @@ def smoke_texts_hash() -> str:
 def refresh_smoke_model(profile: Profile) -> bool:
     """Drop the cached smoke model when the texts it was built from have changed; True if it was dropped.
 
-    The smoke model (:func:`cqa_utils.models.materialise`) trains its tokenizer on ``data/standin``; its
+    The smoke model (:func:`cqa_utils.method.models.materialise`) trains its tokenizer on ``data/standin``; its
     cache records the texts' hash beside it (``<name>.texts.sha256``), so an edit of the stand-in rebuilds it.
     """
     if profile.model_kind != "tiny-random":
@@ -94,7 +94,7 @@ def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[s
 
     ``owner`` (the calling notebook) is recorded so that ``cqa run --dry-run`` can say which steps a notebook runs.
     """
-    module = fn.__module__.rsplit(".", 1)[-1]
+    module = fn.__module__.removeprefix(PACKAGE + ".")
     keyed = _key_args(args)
     key = step_key(module, keyed)
     out = run.step_dir(step)

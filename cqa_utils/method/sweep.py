@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .scoring import Result, Scorer, continuation_requests, continuation_table, pair_requests, pair_table
+from cqa_utils.method.scoring import Result, Scorer, continuation_requests, continuation_table, pair_requests, pair_table
 
 
 class AdapterMismatch(ValueError):

@@ -1,4 +1,4 @@
-"""Training a LoRA adapter as one cached step (see :mod:`cqa_utils.cache`).
+"""Training a LoRA adapter as one cached step (see :mod:`cqa_utils.pipeline.cache`).
 
 Outputs in the step folder: ``checkpoints/checkpoint-<step>`` (one per epoch), ``epochs.csv``
 (train and eval loss, wall time per epoch), ``log_history.json`` and ``summary.json``.
@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from .artifacts import write_json, write_table
-from .config import Profile
-from .models import load_model, load_tokenizer
-from .train import train
+from cqa_utils.method.config import Profile
+from cqa_utils.method.models import load_model, load_tokenizer
+from cqa_utils.method.train import train
+from cqa_utils.pipeline.artifacts import write_json, write_table
 
 
 def train_adapter(out: Path, profile: Profile, train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]],

@@ -18,8 +18,8 @@ from typing import Any
 
 import nbformat
 
-from .artifacts import write_json
-from .config import REPO_ROOT
+from cqa_utils.method.config import REPO_ROOT
+from cqa_utils.pipeline.artifacts import write_json
 
 REFERENCE_DIR = REPO_ROOT / "reference_run" / "cpu"
 MAX_BYTES = 5 * 2**20

@@ -1,9 +1,9 @@
 """Run the nine notebooks with papermill into a run directory and write its manifest.
 
-First :func:`cqa_utils.preflight.preflight` checks, in seconds, that the profile can run here. Then the
+First :func:`cqa_utils.pipeline.preflight.preflight` checks, in seconds, that the profile can run here. Then the
 notebooks run in order; the run stops at the first failing notebook and says which cell failed and why.
 Every notebook is re-executed on every run (cheap); the expensive steps inside them are reused when their
-key is unchanged (see :mod:`cqa_utils.cache`).
+key is unchanged (see :mod:`cqa_utils.pipeline.cache`).
 
 What the notebooks print reaches ``runs/<profile>/run.log`` as it happens, one timestamped line per
 line; their progress lines (``[03_train  245.0s] epoch 3/12 step 141/564 ...``) also reach the terminal.
@@ -28,16 +28,16 @@ import nbformat
 import papermill as pm
 import torch
 
-from .artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
-from .cache import step_table
-from .config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile
-from .data import load_all
-from .deviations import precision_note
-from .models import accelerator_name
-from .preflight import preflight
-from .reference import banner as reference_banner
-from .reference import label_notebooks
-from .train import clock_text
+from cqa_utils.method.config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile
+from cqa_utils.method.data import load_all
+from cqa_utils.method.deviations import precision_note
+from cqa_utils.method.models import accelerator_name
+from cqa_utils.method.train import clock_text
+from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
+from cqa_utils.pipeline.cache import step_table
+from cqa_utils.pipeline.preflight import preflight
+from cqa_utils.pipeline.reference import banner as reference_banner
+from cqa_utils.pipeline.reference import label_notebooks
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 LOG_NAME = "run.log"

@@ -27,8 +27,8 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers import models as tokenizer_models
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from .config import REPO_ROOT, STANDIN_DIR, Profile
-from .device import cuda_available
+from cqa_utils.method.config import REPO_ROOT, STANDIN_DIR, Profile
+from cqa_utils.method.device import cuda_available
 
 MODEL_CACHE = REPO_ROOT / ".cache" / "models"
 DOC_SEPARATOR = "<|endoftext|>"

@@ -1,6 +1,6 @@
 """Which device a run uses: CUDA when asked for and visible, else the CPU.
 
-Kept apart from :mod:`cqa_utils.models` so that :mod:`cqa_utils.config` can resolve ``--device auto``
+Kept apart from :mod:`cqa_utils.method.models` so that :mod:`cqa_utils.method.config` can resolve ``--device auto``
 without importing the model code (and without an import cycle).
 """
 

@@ -8,7 +8,7 @@ requests and a passage one; :func:`pair_requests` and :func:`continuation_reques
 **Prefix token.** Every scored sequence starts with one prefix token ``P``, the same token in the conditional
 and the unconditional run, so the first continuation token has a position that predicts it. Without it that
 token would go unscored, and the choice of ``P`` moves log P(x) by several nats on a ~60-token passage, so it
-is fixed per model (:func:`cqa_utils.models.prefix_token_id`): the tokenizer's BOS when the tokenizer adds one
+is fixed per model (:func:`cqa_utils.method.models.prefix_token_id`): the tokenizer's BOS when the tokenizer adds one
 itself (Llama-3 style; the pieces are then encoded without special tokens so BOS appears once); otherwise
 ``<|endoftext|>``, the document separator the model saw between documents in pretraining (Qwen2.5 has no BOS;
 SmolLM2-Instruct names ``<|im_start|>`` as its BOS, a chat marker its tokenizer never adds). A chat marker or
@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import load_model, load_tokenizer, prefix_token_id
+from cqa_utils.method.models import load_model, load_tokenizer, prefix_token_id
 
 LN2 = math.log(2.0)
 NORMALISATIONS = ("logsumexp", "log_softmax")

@@ -14,13 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from .artifacts import read_any
-from .claims import PAPER_TRAIN_MIN, REPRODUCED, UNTESTABLE, criteria
-from .config import PAPER_REPORTED_DIR, PRIMARY_EPOCH, REPO_ROOT, SWEEP_EPOCHS, get_profile
-from .markdown import md_table
-from .preflight import gpu_memory_needed, weights_bytes
-from .stats import paper_table1_holm
-from .train import QWEN25_7B, decoder_dims
+from cqa_utils.method.claims import PAPER_TRAIN_MIN, REPRODUCED, UNTESTABLE, criteria
+from cqa_utils.method.config import PAPER_REPORTED_DIR, PRIMARY_EPOCH, REPO_ROOT, SWEEP_EPOCHS, get_profile
+from cqa_utils.method.stats import paper_table1_holm
+from cqa_utils.method.train import QWEN25_7B, decoder_dims
+from cqa_utils.pipeline.artifacts import read_any
+from cqa_utils.pipeline.preflight import gpu_memory_needed, weights_bytes
+from cqa_utils.report.markdown import md_table
 
 #: The notebook whose cells compute the evidence each claim is judged on.
 EVIDENCE = {"literary_effect": "05_delta_delta_i", "factual_null": "05_delta_delta_i", "domain_selectivity": "09_claims",

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .stats import binary_entropy_bits, softmax
+from cqa_utils.method.stats import binary_entropy_bits, softmax
 
 COLORS = {"literary": "#c0392b", "factual": "#2471a3", "news": "#2471a3", "popsci": "#17a589"}
 

@@ -2,7 +2,7 @@
 
 The paper's §3.4 hyperparameters live in :class:`PaperHParams` and are identical in every
 profile; a :class:`Profile` changes only the model, dtype/device and what the hardware forces.
-Every such difference is listed by :func:`cqa_utils.deviations.deviations` and printed in the book.
+Every such difference is listed by :func:`cqa_utils.method.deviations.deviations` and printed in the book.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .device import DEVICES, resolve_device
+from cqa_utils.method.device import DEVICES, resolve_device
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 STANDIN_DIR = DATA_DIR / "standin"
 PAPER_REPORTED_DIR = DATA_DIR / "paper_reported"
@@ -71,7 +71,7 @@ class PaperHParams:
     max_grad_norm: float = _hp(1.0, "assumption: HF's default (also LLaMA-Factory's WebUI value).")
     cutoff_len: int = _hp(
         2048, "assumption: LLaMA-Factory's default since v0.9.1 (1024 before). Long examples are cut by LLaMA-Factory's "
-        "rule (`cqa_utils.train.infer_seqlen`: prompt and response cut separately, part of the response always kept), "
+        "rule (`cqa_utils.method.train.infer_seqlen`: prompt and response cut separately, part of the response always kept), "
         "not trl's (cut from the right, then drop rows without labels); trl's own max_length default is 1024.")
     pad_to_multiple_of: int = _hp(
         8, "assumption: LLaMA-Factory's training collator pads right to a multiple of 8. Only NEFTune's noise scale "

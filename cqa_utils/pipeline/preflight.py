@@ -26,9 +26,9 @@ from typing import Any
 
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
-from .config import REPO_ROOT, Profile
-from .models import gguf_path
-from .train import QWEN25_7B, decoder_dims, lora_trainable_count
+from cqa_utils.method.config import REPO_ROOT, Profile
+from cqa_utils.method.models import gguf_path
+from cqa_utils.method.train import QWEN25_7B, decoder_dims, lora_trainable_count
 
 GIB = 2**30
 PAPER_MODEL = "Qwen/Qwen2.5-7B"
@@ -103,7 +103,7 @@ def model_dims(profile: Profile) -> dict[str, int] | None:
 def probe_cuda() -> tuple[str, int, int] | None:
     """(GPU name, free bytes, total bytes) of CUDA GPU 0, or None. Asked of a short-lived subprocess so that
     this process holds no CUDA context (and its memory) while the notebooks run."""
-    code = ("import json; from cqa_utils.models import accelerator_name, cuda_memory; m = cuda_memory(); "
+    code = ("import json; from cqa_utils.method.models import accelerator_name, cuda_memory; m = cuda_memory(); "
             "print(json.dumps(m and [accelerator_name(), *m]))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     try:

@@ -19,13 +19,13 @@ import pandas as pd
 import plotly
 import plotly.graph_objects as go
 
-from .artifacts import atomic_write, write_json
-from .claims import criteria
-from .config import REPO_ROOT
-from .markdown import md_table
-from .reference import REFERENCE_DIR
-from .run import NOTEBOOKS, publish
-from .summary import summary_page
+from cqa_utils.method.claims import criteria
+from cqa_utils.method.config import REPO_ROOT
+from cqa_utils.pipeline.artifacts import atomic_write, write_json
+from cqa_utils.pipeline.reference import REFERENCE_DIR
+from cqa_utils.pipeline.run import NOTEBOOKS, publish
+from cqa_utils.report.markdown import md_table
+from cqa_utils.report.summary import summary_page
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
@@ -54,7 +54,7 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     atomic_write(book_run / "criteria.md", lambda p: p.write_text(page))
     dev = pd.read_csv(art / "01_data" / "deviations.csv")
     page = (f"# Deviations from the paper\n\n{label}Every difference between this run and the paper's setup, and why, as computed "
-            "by notebook 01 on the machine that ran it (`cqa_utils.deviations`); the paper's §3.4 hyperparameters are "
+            "by notebook 01 on the machine that ran it (`cqa_utils.method.deviations`); the paper's §3.4 hyperparameters are "
             "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + md_table(dev.fillna("")) + "\n")
     atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
     nb = pd.DataFrame(manifest["notebooks"])
@@ -82,7 +82,7 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
 
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-RESULTS_FORMAT = 2  # the `cqa bench` results format this page reads (see cqa_utils/bench.py)
+RESULTS_FORMAT = 2  # the `cqa bench` results format this page reads (see bench/bench.py)
 SECTION_ORDER = ("scoring", "sweep", "training", "e2e")
 MET = {True: "yes", False: "no", None: "not measured"}
 
@@ -171,7 +171,7 @@ def performance_page() -> tuple[str, int]:
     found = newest_sections()
     stale = results_files()[1]
     note = (f"Not shown, in an older results format: {', '.join(f'`bench/results/{p.name}`' for p in stale)} "
-            "(`python bench/migrate_results.py` converts them).\n\n" if stale else "")
+            "(`python -m bench.migrate_results` converts them).\n\n" if stale else "")
     if not found:
         return head + note + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n", 0
     sections = [sec for sec, _, _ in found]

@@ -5,7 +5,7 @@ pre-tokenised the way it does: the prompt and response pieces of the template ar
 one and concatenated, prompt labels are -100, and long examples are cut by its ``infer_seqlen`` rule
 at cutoff 2048. trl receives ready ``input_ids`` / ``labels``, so none of its own formatting,
 truncation or EOS handling applies. A checkpoint and an eval_loss every epoch; every checkpoint is
-kept. :class:`~cqa_utils.config.PaperHParams` documents each setting and where it comes from.
+kept. :class:`~cqa_utils.method.config.PaperHParams` documents each setting and where it comes from.
 
 While training runs, :class:`TrainProgress` prints where it is (epoch, step, loss, elapsed, eta).
 """
@@ -27,10 +27,10 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, PrinterCallback, Qwen2Config, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from .artifacts import write_json
-from .config import PaperHParams, Profile
-from .lora_fast import prepare_lora, right_padded
-from .models import autocast, cpu_has_bf16, deterministic_kernels, for_training, model_identity, train_in_bf16  # noqa: F401
+from cqa_utils.method.config import PaperHParams, Profile
+from cqa_utils.method.lora_fast import prepare_lora, right_padded
+from cqa_utils.method.models import autocast, cpu_has_bf16, deterministic_kernels, for_training, model_identity, train_in_bf16  # noqa: F401
+from cqa_utils.pipeline.artifacts import write_json
 
 uses_bf16 = train_in_bf16  # the names bench.py and config.deviations import from here (cpu_has_bf16 too)
 
@@ -142,7 +142,7 @@ def fast_trainer_class():
 
     trl's default path adds a chunked log-prob kernel and per-step entropy/accuracy metrics; on a CPU these
     cost more than the model's own forward pass. A right-padding attention mask is dropped (it changes no
-    real position: :func:`cqa_utils.lora_fast.right_padded`); NEFTune's hook still sees the padded length.
+    real position: :func:`cqa_utils.method.lora_fast.right_padded`); NEFTune's hook still sees the padded length.
     """
     class FastSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -171,8 +171,8 @@ def label_position_loss(model: Any, inputs: dict[str, Any], bf16: bool, num_item
 
 
 def lora_model(model: Any, profile: Profile, fast: bool = True) -> Any:
-    """The paper's LoRA on ``model``; with ``fast``, on the base as :func:`cqa_utils.models.for_training` leaves it and with
-    :func:`cqa_utils.lora_fast.prepare_lora`'s dropout."""
+    """The paper's LoRA on ``model``; with ``fast``, on the base as :func:`cqa_utils.method.models.for_training` leaves it and with
+    :func:`cqa_utils.method.lora_fast.prepare_lora`'s dropout."""
     peft_model = get_peft_model(for_training(model, profile) if fast else model, lora_config(profile.hparams))
     if fast:
         prepare_lora(peft_model)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
+from cqa_utils import __version__
 
 RUN_FORMAT = 2  # 2: expensive steps under steps/, keyed by keys.step_key
 
@@ -111,7 +111,7 @@ class Run:
         return d
 
     def step_dir(self, step: str) -> Path:
-        """Where a cached step (see :mod:`cqa_utils.cache`) keeps its outputs."""
+        """Where a cached step (see :mod:`cqa_utils.pipeline.cache`) keeps its outputs."""
         return self.dir / "steps" / step
 
     def path(self, stage: str, name: str) -> Path:

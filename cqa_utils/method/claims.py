@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import stats as S
-from .config import DATA_DIR
+from cqa_utils.method import stats as S
+from cqa_utils.method.config import DATA_DIR
 
 CRITERIA_PATH = DATA_DIR / "claims_criteria.csv"
 ALPHA = 0.05

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_table
-from .config import Profile
-from .prescreen import prescreen
-from .scoring import Scorer
+from cqa_utils.method.config import Profile
+from cqa_utils.method.prescreen import prescreen
+from cqa_utils.method.scoring import Scorer
+from cqa_utils.pipeline.artifacts import write_table
 
 
 def rank_decision_points(out: Path, profile: Profile, rows: list[dict[str, Any]], rank_by: str,

@@ -1,6 +1,6 @@
 """Open the built book's figure pages in headless Chromium and check that every plotly figure drew.
 
-``python -m cqa_utils.browser_check _build/html`` exits 1 when a page has fewer drawn figures
+``python -m cqa_utils.report.browser_check _build/html`` exits 1 when a page has fewer drawn figures
 (``svg.main-svg`` roots created by plotly.js) than it should, or when Chromium is missing.
 """
 
@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .book import FIGURE_PAGES
+from cqa_utils.report.book import FIGURE_PAGES
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

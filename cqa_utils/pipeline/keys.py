@@ -24,47 +24,70 @@ from typing import Any
 
 import pandas as pd
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PACKAGE = PACKAGE_DIR.name
 KEY_FILE = "cqa_key.json"
 
 
-def module_imports(source: str, package: str = PACKAGE) -> set[str]:
-    """The ``package`` modules a piece of source imports (relative or absolute, at any depth)."""
+def module_imports(source: str, package: str = PACKAGE, here: str = "") -> set[str]:
+    """The ``package`` modules a piece of source imports, as dotted names below the package.
+
+    ``here`` is the dotted package the source lives in (``"method"`` for ``cqa_utils/method/x.py``), used to
+    resolve relative imports. ``from cqa_utils.method import stats`` gives ``method.stats``; whether that is a
+    module or a name in ``method/__init__.py`` is settled by :func:`module_file`.
+    """
     found: set[str] = set()
+    base = here.split(".") if here else []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             mod = node.module or ""
-            if node.level == 1 or mod == package or mod.startswith(package + "."):
-                sub = mod.removeprefix(package).lstrip(".") if node.level == 0 else mod
-                if sub:
-                    found.add(sub.split(".")[0])
-                else:  # ``from . import a, b`` / ``from package import a``
-                    found.update(alias.name for alias in node.names)
+            if node.level:
+                parent = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                sub = ".".join([*parent, *(mod.split(".") if mod else [])])
+            elif mod == package or mod.startswith(package + "."):
+                sub = mod.removeprefix(package).lstrip(".")
+            else:
+                continue
+            found.update(f"{sub}.{alias.name}" if sub else alias.name for alias in node.names)
+            if sub:
+                found.add(sub)
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith(package + "."):
-                    found.add(alias.name.split(".")[1])
+            found.update(alias.name.removeprefix(package + ".") for alias in node.names if alias.name.startswith(package + "."))
     return found
 
 
+def module_file(name: str, root: Path = PACKAGE_DIR) -> Path | None:
+    """The file of dotted module ``name`` below ``root`` (a module or a package's ``__init__.py``), or None."""
+    parts = name.split(".")
+    for cand in (root.joinpath(*parts[:-1], parts[-1] + ".py"), root.joinpath(*parts, "__init__.py")):
+        if cand.exists():
+            return cand
+    return None
+
+
 def import_closure(modules: Iterable[str], root: Path = PACKAGE_DIR) -> list[str]:
-    """``modules`` plus every package module they import, transitively (sorted names)."""
+    """``modules`` plus every package module they import, transitively (sorted dotted names).
+
+    Subpackages are followed; a name that is neither a module nor a package (an attribute imported from a
+    package's ``__init__``) is dropped, its package being in the closure already.
+    """
     todo, seen = list(modules), set()
     while todo:
         m = todo.pop()
-        if m in seen or not (root / f"{m}.py").exists():
+        f = module_file(m, root) if m not in seen else None
+        if f is None:
             continue
         seen.add(m)
-        todo += sorted(module_imports((root / f"{m}.py").read_text()) - seen)
+        here = m if f.name == "__init__.py" else m.rpartition(".")[0]
+        todo += sorted(module_imports(f.read_text(), package=root.name, here=here) - seen)
     return sorted(seen)
 
 
 def closure_hash(modules: Iterable[str], root: Path = PACKAGE_DIR) -> str:
-    """sha256 over the source of the import closure of ``modules`` (file names included)."""
+    """sha256 over the source of the import closure of ``modules`` (module names included)."""
     h = hashlib.sha256()
     for m in import_closure(modules, root):
-        h.update(m.encode() + b"\0" + (root / f"{m}.py").read_bytes() + b"\0")
+        h.update(m.encode() + b"\0" + module_file(m, root).read_bytes() + b"\0")
     return h.hexdigest()
 
 

@@ -1,0 +1,1 @@
+"""The method: data, scoring, training, sweep, prescreen, statistics, claims, decomposition, figures."""
