@@ -1,8 +1,9 @@
-"""Quality checks of the stand-in corpus, benchmark and calibration set, and of the audit instrument."""
+"""Quality checks of the stand-in corpus, benchmark, calibration set and control data, and of the audit instrument."""
 
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections import Counter
 from itertools import combinations
@@ -12,14 +13,18 @@ import numpy as np
 import pytest
 
 from cqa_utils.method import audit
+from cqa_utils.method.audit import bench_text
 from cqa_utils.method.config import STANDIN_DIR
-from cqa_utils.method.data import Records, coverage_counts, find_leaks, load, load_all, shingles
+from cqa_utils.method.data import Records, coverage_counts, find_leaks, load, load_all, shingle_index, shingles
 
 TRAIN = load(STANDIN_DIR / "train.jsonl", "train")
 PAIRS = load(STANDIN_DIR / "benchmark" / "pairs.jsonl", "pairs")
 CONTS = load(STANDIN_DIR / "benchmark" / "continuations.jsonl", "continuations")
 CAL = load(STANDIN_DIR / "calibration" / "pairs.jsonl", "pairs")
+COT = load(STANDIN_DIR / "calibration" / "cot_judgments.jsonl", "train")
+NEUTRAL = load(STANDIN_DIR / "controls" / "neutral.jsonl", "continuations")
 NO_CONTS = Records(Path("no-continuations"), [], [])
+NO_PAIRS = Records(Path("no-pairs"), [], [])
 words = lambda s: len(s.split())  # noqa: E731
 
 
@@ -37,7 +42,7 @@ def test_counts_and_schema():
 
 
 def test_unique_ids_across_files():
-    ids = [r["id"] for rec in (TRAIN, PAIRS, CONTS, CAL) for r in rec.rows]
+    ids = [r["id"] for rec in (TRAIN, PAIRS, CONTS, CAL, COT, NEUTRAL) for r in rec.rows]
     assert len(ids) == len(set(ids))
 
 
@@ -207,6 +212,144 @@ def test_calibration_not_close_to_the_benchmark():
 
 def test_continuation_sources_are_honest():
     for r in CONTS.rows:
+        assert r["source"].startswith("written for this replication") and "never published" in r["source"], r["id"]
+        assert "published" not in r, r["id"]
+
+
+# ---------------------------------------------------------------- control data v2.1: CoT judgments and neutral text
+
+CAL_BY_ID = {r["id"]: r for r in CAL.rows}
+FACTUAL_INSTRUCTION = ("Read the passage and the decision at stake. Reason through it as an experienced science and news editor "
+                       "would, then say which option the article should take and why.")
+GOOD_FIRST_SEED = 19  # good shown as A for 10 pairs per domain drawn by random.Random(19) (calibration/README.md)
+# words that would name the flaw or the rule in a `Decision:` line (the line names the decision, never the rule)
+RULE_WORDS = re.compile(r"\b(wrong|correct|right|error|mistake|accura\w*|anachronis\w*|continuity|period|on the nose|"
+                        r"show(s|ing)?|reveal\w*|over-?explain\w*|voice|tone|register|rule|lesson|moral|mechanism is|true|false)\b", re.I)
+
+
+def _decision_line(r: dict) -> str:
+    return r["input"].split("\n\nDecision: ", 1)[1].split("\n\nOptions:", 1)[0]
+
+
+def _good_first_draw() -> dict[str, set[int]]:
+    rng = random.Random(GOOD_FIRST_SEED)
+    return {"literary": set(rng.sample(range(1, 21), 10)), "factual": set(rng.sample(range(1, 21), 10))}
+
+
+def test_control_ids_and_counts():
+    assert [r["id"] for r in COT.rows] == [f"calcot-lit-{i:02d}" for i in range(1, 21)] + [f"calcot-fact-{i:02d}" for i in range(1, 21)]
+    assert Counter(r["domain"] for r in COT.rows) == {"literary": 20, "factual": 20}
+    assert sorted(r["pair_id"] for r in COT.rows) == sorted(CAL_BY_ID)  # every calibration pair has exactly one judgment
+    assert [r["id"] for r in NEUTRAL.rows] == ([f"neutral-lit-{i:02d}" for i in range(1, 21)]
+                                               + [f"neutral-news-{i:02d}" for i in range(1, 11)]
+                                               + [f"neutral-popsci-{i:02d}" for i in range(1, 11)])
+    assert Counter(r["domain"] for r in NEUTRAL.rows) == {"literary": 20, "news": 10, "popsci": 10}
+
+
+def test_cot_judgments_are_in_the_training_form_of_their_pair():
+    (train_instruction,) = {r["instruction"] for r in TRAIN.rows}
+    for r in COT.rows:
+        p = CAL_BY_ID[r["pair_id"]]
+        d = r["decision"]
+        assert r["domain"] == p["domain"] and r["id"] == r["pair_id"].replace("cal-", "calcot-"), r["id"]
+        assert r["instruction"] == (train_instruction if p["domain"] == "literary" else FACTUAL_INSTRUCTION), r["id"]
+        assert d["context"] == p["context"] and sorted(d["candidates"]) == sorted([p["good"], p["bad"]]), r["id"]
+        assert d["candidates"][d["expert_choice"]] == p["good"], r["id"]
+        line = _decision_line(r)
+        assert "\n" not in line and 4 <= len(line.split()) <= 25, (r["id"], line)
+        assert r["input"] == f"{p['context']}\n\nDecision: {line}\n\nOptions:\nA. {d['candidates'][0]}\nB. {d['candidates'][1]}", r["id"]
+        assert not RULE_WORDS.search(line), (r["id"], line)
+
+
+def test_cot_good_first_balance_follows_the_documented_draw():
+    shown_first = {dom: {int(r["pair_id"][-2:]) for r in COT.rows if r["domain"] == dom and r["decision"]["expert_choice"] == 0}
+                   for dom in ("literary", "factual")}
+    assert {dom: len(v) for dom, v in shown_first.items()} == {"literary": 10, "factual": 10}
+    assert shown_first == _good_first_draw()
+
+
+def test_cot_outputs_length_and_named_choice():
+    for r in COT.rows:
+        out = r["output"].strip()
+        assert 120 <= words(out) <= 300, (r["id"], words(out))
+        m = re.search(r"\b([AB])\.$", out)
+        assert m and "AB".index(m.group(1)) == r["decision"]["expert_choice"], (r["id"], out[-60:])
+        assert re.search(r"\bA\b", out) and re.search(r"\bB\b", out), r["id"]  # both options are weighed by name
+
+
+def _span_index() -> dict:
+    """Every 8-word span of the training corpus, the benchmark and the calibration set (all text fields, `note` included)."""
+    texts = [(r["id"], " ".join([r["input"], r["output"], r["decision"]["context"]])) for r in TRAIN.rows]
+    texts += [(r["id"], " ".join(str(r.get(f, "")) for f in ("context", "good", "bad", "passage", "flaw", "note")))
+              for r in PAIRS.rows + CONTS.rows + CAL.rows]
+    return shingle_index(texts, 8)
+
+
+def test_cot_judgments_share_no_8_word_span():
+    index = _span_index()
+    leaks = [(r["id"], " ".join(s), index[s]) for r in COT.rows for s in shingles(r["output"] + " \n " + _decision_line(r), 8)
+             if s in index]
+    assert leaks == []  # judgments paraphrase their own pair too: no span of the options, context or note is copied
+    own = [shingles(r["output"], 8) for r in COT.rows] + [shingles(bench_text(r), 8) for r in NEUTRAL.rows]
+    shared = [(i, j) for i, j in combinations(range(len(own)), 2) if own[i] & own[j]]
+    assert shared == []
+
+
+def test_each_cot_judgment_is_about_its_own_pair():
+    nn = audit.nearest_training_neighbours([{"id": r["pair_id"], "context": r["output"]} for r in COT.rows], CAL.rows)
+    assert list(nn.id[nn.id != nn.train_id]) == []  # TF-IDF: every judgment's nearest calibration pair is the one it judges
+
+
+def test_cot_judgments_are_not_near_duplicates():
+    cot = [(r["id"], shingles(r["output"], 5)) for r in COT.rows]
+    ref = cot + [(r["id"], shingles(r["output"], 5)) for r in TRAIN.rows]
+    worst = max((len(a & b) / len(a | b), i, j) for i, a in cot for j, b in ref if i != j)
+    assert worst[0] <= 0.3, worst
+
+
+def test_cot_judgments_bring_no_benchmark_or_training_names():
+    letters = {"A's", "B's"}
+    cot = set().union(*(_names(r["output"]) for r in COT.rows)) - letters
+    cal = _item_names(CAL.rows)
+    assert sorted((cot & _item_names(PAIRS.rows + CONTS.rows)) - GENERIC - cal) == []
+    assert sorted((cot & set().union(*(_names(r["input"] + "\n" + r["output"]) for r in TRAIN.rows))) - GENERIC - cal) == []
+
+
+def test_neutral_text_shares_no_8_word_span():
+    assert find_leaks(TRAIN, NO_PAIRS, NEUTRAL, 8) == []
+    index = _span_index()
+    assert [(r["id"], " ".join(s), index[s]) for r in NEUTRAL.rows for s in shingles(bench_text(r), 8) if s in index] == []
+
+
+def test_neutral_text_not_close_to_benchmark_training_or_calibration():
+    for ref, bound in ((TRAIN.rows, MAX_COSINE_TO_TRAINING), (PAIRS.rows + CONTS.rows, MAX_COSINE_CAL_TO_BENCHMARK),
+                       (CAL.rows, MAX_COSINE_CAL_TO_BENCHMARK)):
+        nn = audit.nearest_training_neighbours(NEUTRAL.rows, ref)
+        worst = nn.loc[nn.cosine.idxmax()]
+        assert worst.cosine < bound, worst.to_dict()
+    assert audit.shared_motifs(NEUTRAL.rows, TRAIN.rows).empty
+
+
+def test_neutral_names_are_new_and_start_n_to_z():
+    names = _item_names(NEUTRAL.rows) - GENERIC
+    taken = _item_names(PAIRS.rows + CONTS.rows + CAL.rows) | set().union(*(_names(r["input"] + "\n" + r["output"]) for r in TRAIN.rows))
+    assert sorted(names & taken) == []
+    assert sorted(n for n in names if not "N" <= n[0] <= "Z") == []
+
+
+def test_neutral_lengths_match_the_calibration_pairs():
+    for doms, cal_dom in ((("literary",), "literary"), (("news", "popsci"), "factual")):
+        rows = [r for r in NEUTRAL.rows if r["domain"] in doms]
+        cal = [r for r in CAL.rows if r["domain"] == cal_dom]
+        ctx, opt = np.mean([words(r["context"]) for r in cal]), np.mean([words(r[k]) for r in cal for k in ("good", "bad")])
+        assert abs(np.mean([words(r["context"]) for r in rows]) / ctx - 1) <= 0.15, doms
+        assert abs(np.mean([words(r["passage"]) for r in rows]) / opt - 1) <= 0.15, doms
+
+
+def test_neutral_text_is_plain_and_honest():
+    for r in NEUTRAL.rows:
+        assert not EDITORIAL.search(r["context"]) and not EDITORIAL.search(r["passage"]), r["id"]
+        assert audit.quote_style(bench_text(r)) in {"none", "straight single"}, r["id"]
         assert r["source"].startswith("written for this replication") and "never published" in r["source"], r["id"]
         assert "published" not in r, r["id"]
 

@@ -68,9 +68,19 @@ def smoke_model(vocab_size: int, seed: int = 0):
     return Qwen2ForCausalLM(cfg)
 
 
+#: The stand-in files the smoke tokenizer is trained on: a fixed list, so that adding a data file (e.g. a
+#: control's training text) does not change the smoke model and every smoke test value with it.
+SMOKE_TEXT_FILES = ("benchmark/continuations.jsonl", "benchmark/pairs.jsonl", "calibration/pairs.jsonl", "train.jsonl")
+
+
+def smoke_text_paths() -> list[Path]:
+    """The existing files of :data:`SMOKE_TEXT_FILES`, in order."""
+    return [STANDIN_DIR / f for f in SMOKE_TEXT_FILES if (STANDIN_DIR / f).exists()]
+
+
 def _smoke_texts() -> list[str]:
     texts = []
-    for f in sorted(STANDIN_DIR.rglob("*.jsonl")):
+    for f in smoke_text_paths():
         for line in f.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 obj = json.loads(line)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cqa_utils.method.config import STANDIN_DIR, Profile
-from cqa_utils.method.models import MODEL_CACHE
+from cqa_utils.method.models import MODEL_CACHE, smoke_text_paths
 from cqa_utils.pipeline.artifacts import Run, read_any, write_json
 from cqa_utils.pipeline.keys import KEY_FILE, PACKAGE, canonical, step_key
 
@@ -32,9 +32,9 @@ STEP_RECORD = "_step.json"
 
 
 def smoke_texts_hash() -> str:
-    """sha256 of the stand-in's JSON Lines files, from which the smoke profile's tokenizer is trained."""
+    """sha256 of the stand-in files from which the smoke profile's tokenizer is trained."""
     h = hashlib.sha256()
-    for f in sorted(STANDIN_DIR.rglob("*.jsonl")):
+    for f in smoke_text_paths():
         h.update(f.relative_to(STANDIN_DIR).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
