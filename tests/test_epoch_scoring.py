@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cqa_utils.method import epoch_scoring as ES
 from cqa_utils.method.config import STANDIN_DIR, get_profile
-from cqa_utils.method.epoch_scoring import (EPOCH_SCORES, EPOCH_TIMES, lowest_eval_loss_epoch, read_epoch_scores,
-                                            select_epoch, selection_table)
+from cqa_utils.method.epoch_scoring import lowest_eval_loss_epoch, read_epoch_scores, select_epoch, selection_table
 from cqa_utils.pipeline.sweep_step import score_checkpoints
 from cqa_utils.pipeline.train_step import train_adapter
 from tests.conftest import read_rows
@@ -56,7 +56,7 @@ def test_live_scores_equal_the_sweep_of_saved_checkpoints(trained, tmp_path):
     ca = pd.read_parquet(tmp_path / "reload-benchmark" / "continuation_scores.parquet").sort_values(["epoch", "id"])
     cb = pd.read_parquet(tmp_path / "live-benchmark" / "continuation_scores.parquet").sort_values(["epoch", "id"])
     np.testing.assert_allclose(cb.logp.to_numpy(), ca.logp.to_numpy(), rtol=0, atol=1e-5)
-    assert len(pd.read_csv(root / "live" / EPOCH_TIMES)) == EPOCHS
+    assert len(pd.read_csv(root / "live" / ES.EPOCH_TIMES)) == EPOCHS
 
 
 def test_scoring_during_training_leaves_training_unchanged(trained):
@@ -88,7 +88,7 @@ def test_reading_epoch_scores_refuses_other_pairs_and_missing_epochs(trained):
         read_epoch_scores(root / "live", "calibration", cal, [1, 7])
     with pytest.raises(FileNotFoundError, match="no per-epoch scores"):
         read_epoch_scores(root / "plain", "benchmark", bench, [1])
-    assert (root / "live" / EPOCH_SCORES).exists()
+    assert (root / "live" / ES.EPOCH_SCORES).exists()
 
 
 def _items(means: dict[int, list[float]], domain: str = "literary") -> pd.DataFrame:
@@ -123,3 +123,22 @@ def test_selection_table_reports_three_choices_at_their_epochs():
     assert r.delta == pytest.approx(x.sum() / len(x)) and r.n == len(x)
     assert r.wilcoxon_p == pytest.approx(wilcoxon(x, alternative="greater").pvalue)
     assert r.ci_low < r.delta < r.ci_high
+
+
+def _selection(delta: float, lo: float, hi: float, p: float, n: int = 20) -> pd.DataFrame:
+    return pd.DataFrame([{"chosen by": "held-out calibration Δ(ΔI)", "epoch": 4, "domain": "literary", "n": n, "delta": delta,
+                          "ci_low": lo, "ci_high": hi, "wilcoxon_p": p, "unit": "bits"},
+                         {"chosen by": "paper (post hoc)", "epoch": 5, "domain": "literary", "n": n, "delta": 9.0,
+                          "ci_low": 8.0, "ci_high": 10.0, "wilcoxon_p": 0.001, "unit": "bits"}])
+
+
+def test_heldout_selection_rule_each_outcome():
+    from cqa_utils.method import claims as C
+
+    assert C.rule_heldout_selection(_selection(1.2, 0.3, 2.1, 0.01)).verdict == "consistent"
+    assert C.rule_heldout_selection(_selection(1.2, 0.3, 2.1, 0.06)).verdict == "inconclusive"  # p decides, not the CI
+    assert C.rule_heldout_selection(_selection(-0.5, -1.5, 0.4, 0.8)).verdict == "inconclusive"
+    o = C.rule_heldout_selection(_selection(-1.0, -2.0, -0.1, 0.99))
+    assert o.verdict == "contradicted" and "epoch 4" in o.found and "-1.00 bits" in o.found  # the held-out row, not epoch 5
+    assert C.rule_heldout_selection(None).verdict == C.UNTESTABLE
+    assert C.rule_heldout_selection(_selection(1.0, 0.1, 2.0, float("nan"), n=0)).verdict == C.UNTESTABLE
