@@ -33,7 +33,8 @@ def _reused(manifest: dict) -> dict[str, bool]:
     return {s["step"]: s["reused"] for s in manifest["steps"]}
 
 
-STEPS = {"prescreen", "train-cot", "train-no-reasoning", "sweep-cot", "sweep-no-reasoning", "train-control", "sweep-control"}
+STEPS = {"prescreen", "train-cot", "train-no-reasoning", "sweep-cot", "sweep-no-reasoning", "train-control", "sweep-control",
+         "sweep-cot-all", "sweep-cot-calibration", "train-scale-10"}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,9 @@ def test_a_notebook_edited_by_hand_takes_effect_on_the_next_run(base_run, tmp_pa
     assert [n["notebook"] for n in m["notebooks"]] == list(NOTEBOOKS)  # the others keep their last timings
 
 
-def test_editing_a_benchmark_item_reruns_scoring_only(base_run):
+def test_editing_a_benchmark_item_reruns_what_scores_it(base_run):
+    """The adapters score the benchmark while they train (§6.6), so an edited item re-runs their training and the
+    sweeps; the prescreen and the positive control (calibration pairs only) are reused."""
     root, data, _, _ = base_run
     pairs = read_rows(data / "benchmark" / "pairs.jsonl")
     pairs[0]["good"] = pairs[0]["good"] + " She said nothing more."
@@ -114,8 +117,8 @@ def test_editing_a_benchmark_item_reruns_scoring_only(base_run):
     before = (root / "run" / "artifacts" / "04_epoch_sweep" / "pair_scores.parquet").read_bytes()
     m = _run(root / "run", data)
     r = _reused(m)
-    assert r["prescreen"] and r["train-cot"] and r["train-no-reasoning"] and r["train-control"] and r["sweep-control"], r
-    assert not r["sweep-cot"] and not r["sweep-no-reasoning"], r
+    assert r["prescreen"] and r["train-control"] and r["sweep-control"], r
+    assert not r["train-cot"] and not r["sweep-cot"] and not r["sweep-no-reasoning"] and not r["train-scale-10"], r
     assert (root / "run" / "artifacts" / "04_epoch_sweep" / "pair_scores.parquet").read_bytes() != before
 
 

@@ -409,3 +409,79 @@ def build_claims(table1: pd.DataFrame, table2: pd.DataFrame | None, epochs: pd.D
 def summary(claims: pd.DataFrame) -> dict[str, Any]:
     """Counts of each verdict."""
     return claims.verdict.value_counts().to_dict()
+
+
+# ------------------------------------------------------------------------------------------ §6.6 and §4.4 rules
+# Judged from the held-out selection (notebook 05) and the data-scale sweep (notebook 10), each from its own table.
+# Outcomes: "consistent", "contradicted", "inconclusive", "cannot be tested here".
+
+CONSISTENT, CONTRADICTED, INCONCLUSIVE = "consistent", "contradicted", "inconclusive"
+HELDOUT_CHOOSER = "held-out calibration Δ(ΔI)"
+SCALE_COMPARED_ROWS = 60
+
+
+def rule_heldout_selection(selection: pd.DataFrame | None) -> Outcome:
+    """§6.6: at the epoch chosen on the calibration pairs, does the benchmark show the literary effect?
+
+    ``selection``: :func:`cqa_utils.method.epoch_scoring.selection_table` (columns chosen by, epoch, domain, n,
+    delta, ci_low, ci_high, wilcoxon_p, unit). Consistent: benchmark literary mean Δ(ΔI) > 0 with one-sided
+    Wilcoxon p < ALPHA at that epoch. Contradicted: its bootstrap 95 % CI lies entirely at or below 0.
+    Inconclusive: neither. Cannot be tested: no held-out choice, or the benchmark was not scored at it.
+    """
+    if selection is None or selection.empty:
+        return Outcome(UNTESTABLE, "no held-out selection table")
+    r = selection[(selection["chosen by"] == HELDOUT_CHOOSER) & (selection.domain == "literary")]
+    if r.empty or int(r.iloc[0].n) < 2 or pd.isna(r.iloc[0].wilcoxon_p):
+        return Outcome(UNTESTABLE, "the benchmark's literary pairs were not scored at the epoch chosen on the calibration pairs")
+    r = r.iloc[0]
+    found = (f"epoch {int(r.epoch)} chosen on the calibration pairs; benchmark literary Δ(ΔI) there = {r.delta:+.2f} "
+             f"{r.unit} [bootstrap 95 % {r.ci_low:+.2f}, {r.ci_high:+.2f}], one-sided Wilcoxon p = {_p(r.wilcoxon_p)} (n = {int(r.n)})")
+    if r.delta > 0 and r.wilcoxon_p < ALPHA:
+        return Outcome(CONSISTENT, found)
+    if r.ci_high <= 0:
+        return Outcome(CONTRADICTED, found, "the interval excludes any positive literary effect")
+    return Outcome(INCONCLUSIVE, found, "not detected, not excluded")
+
+
+def rule_scale_saturation(scale: pd.DataFrame | None, compared_rows: int = SCALE_COMPARED_ROWS) -> Outcome:
+    """§4.4 / §5.4: ~100 samples suffice, the effect saturating near the full training set.
+
+    ``scale``: :func:`cqa_utils.method.epoch_scoring.scale_table` (n_rows, domain, delta, ci_low, ci_high,
+    wilcoxon_p, unit); the largest n_rows is the full set. Judged on the literary group:
+    consistent: the full-size effect is detected (mean > 0, one-sided Wilcoxon p < ALPHA) and the mean at
+    ``compared_rows`` lies inside the full-size bootstrap 95 % CI (no resolvable gain from the last rows);
+    contradicted: detected at full size and the ``compared_rows`` mean lies below that CI (still rising: not
+    saturated); inconclusive: no effect detected at full size (nothing to saturate), or the ``compared_rows``
+    mean lies above the CI. Cannot be tested: the full-size or the ``compared_rows`` row is missing.
+    """
+    if scale is None or scale.empty:
+        return Outcome(UNTESTABLE, "no scale sweep")
+    lit = scale[scale.domain == "literary"].set_index("n_rows").sort_index()
+    if lit.empty or compared_rows not in lit.index or lit.index.max() <= compared_rows:
+        have = [int(n) for n in lit.index]
+        return Outcome(UNTESTABLE, f"need literary rows at {compared_rows} and at a larger full size; have {have}")
+    full_n = int(lit.index.max())
+    f, m = lit.loc[full_n], lit.loc[compared_rows]
+    unit = f.unit if "unit" in lit else ""
+    found = (f"literary Δ(ΔI): {m.delta:+.2f} {unit} at {compared_rows} rows; {f.delta:+.2f} {unit} at the full {full_n} rows "
+             f"[bootstrap 95 % {f.ci_low:+.2f}, {f.ci_high:+.2f}], one-sided Wilcoxon p = {_p(f.wilcoxon_p)}; "
+             + ", ".join(f"{int(n)} rows {r.delta:+.2f}" for n, r in lit.iterrows()))
+    if not (f.delta > 0 and f.wilcoxon_p < ALPHA):
+        return Outcome(INCONCLUSIVE, found, "no effect detected at full size: nothing to saturate")
+    if f.ci_low <= m.delta <= f.ci_high:
+        return Outcome(CONSISTENT, found)
+    if m.delta < f.ci_low:
+        return Outcome(CONTRADICTED, found, f"still rising from {compared_rows} rows to the full set")
+    return Outcome(INCONCLUSIVE, found, f"the effect at {compared_rows} rows exceeds the full-size interval")
+
+
+def _judged_elsewhere(where: str) -> Callable[[ClaimInputs], Outcome]:
+    return lambda inp: Outcome(UNTESTABLE, f"judged from its own table in {where}, not an input of this table")
+
+
+TABLE_RULES: dict[str, Callable[[pd.DataFrame | None], Outcome]] = {
+    "heldout_selection": rule_heldout_selection,  # notebook 05, selection.csv
+    "scale_saturation": rule_scale_saturation,  # notebook 10, scale.csv
+}
+RULES.update({"heldout_selection": _judged_elsewhere("notebook 05 (held-out selection)"),
+              "scale_saturation": _judged_elsewhere("notebook 10 (scale sweep)")})

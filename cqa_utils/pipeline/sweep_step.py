@@ -6,24 +6,48 @@ per model and item, raw log-probabilities in nats) and ``timings.csv``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cqa_utils.method.config import Profile
+from cqa_utils.method.epoch_scoring import EPOCH_TIMES, read_epoch_continuations, read_epoch_scores
 from cqa_utils.method.models import model_identity
 from cqa_utils.method.scoring import Scorer
-from cqa_utils.method.sweep import score_epochs
+from cqa_utils.method.sweep import score_benchmark, score_epochs
 from cqa_utils.method.train import complete_checkpoints
 from cqa_utils.pipeline.artifacts import write_table
 
 
 def score_checkpoints(out: Path, profile: Profile, pairs: Sequence[dict[str, Any]], continuations: Sequence[dict[str, Any]],
-                      adapter: Path, epochs: Sequence[int], progress: Callable[[str], None] = print) -> None:
-    """Score the base model and ``adapter``'s checkpoints of ``epochs`` (a training step's folder)."""
+                      adapter: Path, epochs: Sequence[int], live: bool = False, pair_set: str = "benchmark",
+                      progress: Callable[[str], None] = print) -> None:
+    """Score the base model and ``adapter``'s checkpoints of ``epochs`` (a training step's folder).
+
+    With ``live`` only the base model is scored here: the adapter's rows are those its training step scored
+    with the live adapter at each epoch end (set ``pair_set``; :mod:`cqa_utils.method.epoch_scoring`), which
+    equal scoring the saved checkpoints. The checkpoints stay on disk either way.
+    """
     scorer = Scorer.for_profile(profile)
-    ckpts = complete_checkpoints(Path(adapter) / "checkpoints")
-    p, c, t = score_epochs(scorer, list(pairs), list(continuations), ckpts, list(epochs), model_identity(scorer.model), progress)
+    if not live:
+        ckpts = complete_checkpoints(Path(adapter) / "checkpoints")
+        p, c, t = score_epochs(scorer, list(pairs), list(continuations), ckpts, list(epochs), model_identity(scorer.model), progress)
+    else:
+        t0 = time.perf_counter()
+        bp, bc = score_benchmark(scorer, list(pairs), list(continuations))
+        dt = time.perf_counter() - t0
+        progress(f"  base model scored in {dt:.1f} s; {len(epochs)} epochs read from the training step's live scores")
+        p = pd.concat([bp.assign(model="base", epoch=0), read_epoch_scores(adapter, pair_set, pairs, epochs)], ignore_index=True)
+        c = pd.concat([bc.assign(model="base", epoch=0), read_epoch_continuations(adapter, continuations, epochs)],
+                      ignore_index=True) if continuations else pd.DataFrame()
+        during = pd.read_csv(Path(adapter) / EPOCH_TIMES)  # every set scored at that epoch end, together
+        during = during[during.epoch.isin(list(epochs))]
+        during = during.assign(model="epoch-" + during.epoch.astype(str), during_training=True)
+        t = pd.concat([pd.DataFrame([{"model": "base", "epoch": 0, "wall_s": dt, "during_training": False}]),
+                       during[["model", "epoch", "wall_s", "during_training"]]], ignore_index=True)
     write_table(Path(out) / "pair_scores.parquet", p)
     if len(c):
         write_table(Path(out) / "continuation_scores.parquet", c)
