@@ -19,6 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 STANDIN_DIR = DATA_DIR / "standin"
 PAPER_REPORTED_DIR = DATA_DIR / "paper_reported"
+MODEL_CACHE = REPO_ROOT / ".cache" / "models"
+"""Converted local copies of the profiles' base models (``<profile>/``, with ``<profile>.stamp.json`` beside it)."""
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cqa_utils.method import models
+from cqa_utils.method import device, models
 from cqa_utils.method.config import DataPaths, PaperHParams, Profile
 
 
@@ -61,7 +61,7 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
 def precision_note(profile: Profile) -> tuple[str, str]:
     """(what this run computes in, why) for training and scoring on the profile's device: the Deviations row."""
     score = {"float32": "fp32", "bfloat16": "bf16"}[profile.dtype]
-    if not models.train_in_bf16(profile):
+    if not device.train_in_bf16(profile):
         if profile.hparams.mixed_precision != "bf16":
             why = f"mixed_precision is overridden to {profile.hparams.mixed_precision!r}."
         elif profile.model_kind == "gguf":
@@ -77,7 +77,7 @@ def precision_note(profile: Profile) -> tuple[str, str]:
     if profile.device == "cuda":
         return f"training: {train}; scoring: {score} weights; on CUDA GPU {models.accelerator_name() or '(not visible here)'}", \
             f"The paper's bf16. {scoring}"
-    native = models.cpu_has_bf16()
+    native = device.cpu_has_bf16()
     why = ("This CPU computes bf16 natively, so training keeps the paper's bf16; eager attention because the CPU flash "
            "kernel's backward is slower here." if native else "bf16 weights as loaded; this CPU emulates bf16 (slowly).")
     return f"training: {train}, eager attention; scoring: {score} weights; on CPU", f"{why} {scoring}"

@@ -32,7 +32,7 @@ from cqa_utils.method.config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths,
 from cqa_utils.method.data import load_all
 from cqa_utils.method.deviations import precision_note
 from cqa_utils.method.models import accelerator_name
-from cqa_utils.method.train import clock_text
+from cqa_utils.method.timefmt import clock_text
 from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
 from cqa_utils.pipeline.cache import step_table
 from cqa_utils.pipeline.preflight import preflight
