@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from cqa_utils.method import device, models
-from cqa_utils.method.config import DataPaths, PaperHParams, Profile
+from cqa_utils.method.config import PAPER, RUN_HPARAMS_SOURCE, DataPaths, PaperHParams, Profile
 
 
 def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
@@ -50,10 +50,12 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
         "To attribute an effect to the reasoning text, and to show the instrument can detect an effect that is there.")
     add("chat template", "not stated", f"`{profile.hparams.template}`",
         "The paper does not name the template; `default` is what the LLaMA-Factory WebUI picks for base models.")
-    ref = PaperHParams()
+    run_set = dict(profile.run_hparams)
     for f in dataclasses.fields(PaperHParams):
-        a, b = getattr(ref, f.name), getattr(profile.hparams, f.name)
-        if a != b and f.name != "template":
+        a, b = getattr(PAPER, f.name), getattr(profile.hparams, f.name)
+        if f.name in run_set and a != b:
+            add(f.name, str(a), str(b), f"{RUN_HPARAMS_SOURCE} (the `hparams` parameter). The paper's value: {f.metadata['help']}")
+        elif a != b and f.name != "template":
             add(f.name, str(a), str(b), "profile override (hardware-forced)")
     return rows
 
