@@ -268,7 +268,8 @@ def key_of(obj: Any) -> str:
 def code_components(fn: Callable[..., Any], args: dict[str, Any], root: Path = PACKAGE_DIR) -> dict[str, Any]:
     """The generic components of a step's key: scheme, code, packages and each argument's canonical hash."""
     code, ext = function_code(fn, root)
-    return {"scheme": KEY_SCHEME, "function": f"{fn.__module__}.{fn.__qualname__}", "module": fn.__module__, "code": code,
+    module = EXTERNAL if any(k.startswith(EXTERNAL) for k in code) else fn.__module__  # a notebook's module name is incidental
+    return {"scheme": KEY_SCHEME, "function": f"{module}.{fn.__qualname__}", "module": module, "code": code,
             "packages": package_versions(ext), "args": {k: key_of(v) for k, v in sorted(args.items())}}
 
 
