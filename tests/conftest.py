@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cqa_utils.method.config import STANDIN_DIR, get_profile
-from cqa_utils.pipeline.cache import refresh_smoke_model
+from cqa_utils.pipeline.cache import refresh_model
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,7 @@ def smoke():
     from cqa_utils.method.models import load_model, load_tokenizer, prefix_token_id
 
     prof = get_profile("smoke")
-    refresh_smoke_model(prof)
+    refresh_model(prof)
     tok = load_tokenizer(prof)
     return prof, tok, load_model(prof), prefix_token_id(tok)
 

@@ -129,7 +129,7 @@ def test_paper_profile_refuses_cpu_and_unknown_devices(monkeypatch):
     ("cpu", "cpu", True, True), ("cpu", "cpu", False, False), ("smoke", "cpu", True, False),
 ])
 def test_training_precision_per_device(monkeypatch, name, device, native, bf16):
-    monkeypatch.setattr(models, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr("cqa_utils.method.device.cpu_has_bf16", lambda: native)
     monkeypatch.setattr(models, "accelerator_name", lambda: "Test GPU")
     prof = dataclasses.replace(config.PROFILES[name], device=device)
     assert models.train_in_bf16(prof) is bf16

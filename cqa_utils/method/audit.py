@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-WORD = re.compile(r"[a-z']+")
+from cqa_utils.method.text import words as text_words
 
 # Emotive words and stock phrases whose presence in one option and not the other is a cue.
 # Matched as whole words or phrases, lower-cased; a trailing "*" matches any ending (stems are chosen so
@@ -72,8 +72,8 @@ STOPWORDS: frozenset[str] = frozenset(
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (runs of letters and apostrophes), stray apostrophes stripped."""
-    return [w.strip("'") for w in WORD.findall(text.lower()) if w.strip("'")]
+    """Lower-cased word tokens (runs of letters and apostrophes), stray apostrophes stripped (:func:`text.words`)."""
+    return text_words(text)
 
 
 # ---------------------------------------------------------------- vocabulary model

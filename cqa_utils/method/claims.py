@@ -24,9 +24,9 @@ from scipy import stats as sps
 
 from cqa_utils.method import stats as S
 from cqa_utils.method.config import DATA_DIR
+from cqa_utils.method.stats import ALPHA  # the one significance level
 
 CRITERIA_PATH = DATA_DIR / "claims_criteria.csv"
-ALPHA = 0.05
 REPRODUCED, NOT_REPRODUCED, UNTESTABLE = "reproduced", "not reproduced", "cannot be tested here"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, UNTESTABLE)
 TOST_BOUND = 0.5  # the paper's own literary d: see data/claims_criteria.csv, factual_null

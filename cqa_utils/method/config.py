@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from cqa_utils.method.device import DEVICES, resolve_device
+from cqa_utils.method.lora_arith import QWEN25_7B, lora_trainable_count
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 STANDIN_DIR = DATA_DIR / "standin"
 PAPER_REPORTED_DIR = DATA_DIR / "paper_reported"
+RUNS_DIR = REPO_ROOT / "runs"
+MODEL_CACHE = REPO_ROOT / ".cache" / "models"
+"""Converted local copies of the profiles' base models (``<profile>/``, with ``<profile>.stamp.json`` beside it)."""
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -94,6 +98,37 @@ class PaperHParams:
 
 
 PAPER = PaperHParams()
+"""The paper's values: the frozen reference every run is compared against (its settings table, the Deviations)."""
+
+RUN_HPARAMS_SOURCE = "set for this run"
+"""How the Deviations chapter names the source of a value changed with the ``hparams`` parameter."""
+
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def hparam_value(name: str, value: Any) -> Any:
+    """``value`` checked against field ``name`` of :class:`PaperHParams` (as JSON gives it: a list for a tuple).
+
+    Raises ValueError naming the valid fields for an unknown name, or the expected type for a wrong one."""
+    fields = {f.name: f for f in dataclasses.fields(PaperHParams)}
+    if name not in fields:
+        raise ValueError(f"hparams: unknown setting {name!r}; the §3.4 settings are {', '.join(sorted(fields))}")
+    kind = str(fields[name].type)
+    if kind.startswith("tuple"):
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError(f"hparams: {name} expects a non-empty list of strings (e.g. {list(getattr(PAPER, name))}), "
+                         f"got {type(value).__name__} {value!r}")
+    ok = _TYPES[kind]
+    if isinstance(value, bool) and kind != "bool" or not isinstance(value, ok):
+        raise ValueError(f"hparams: {name} expects {kind} (the paper's value is {getattr(PAPER, name)!r}), "
+                         f"got {type(value).__name__} {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def default_run_dir(profile: str) -> Path:
+    """The run directory of a profile unless one is given: ``runs/<profile>`` (the one place this is written)."""
+    return RUNS_DIR / profile
 
 #: Epochs at which the paper evaluates Δ(ΔI) (§4.1) and the checkpoint of its main result.
 SWEEP_EPOCHS: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 12)
@@ -121,6 +156,27 @@ class Profile:
     score_batch_tokens: int = 4096
     expected_trainable_params: int | None = None  # pinned count for this exact model (checked at train time)
     notes: str = ""
+    run_hparams: tuple[tuple[str, Any], ...] = ()  # the settings changed for this run (``hparams``), by name
+
+    def with_run_hparams(self, overrides: dict[str, Any] | None) -> "Profile":
+        """A copy with §3.4 settings changed for one run (the notebooks' ``hparams`` parameter).
+
+        Names and types are checked (:func:`hparam_value`); the changed names are remembered in ``run_hparams`` so
+        that the settings table and the Deviations chapter show them as set for this run, and the cache keys
+        include them. A pinned trainable-parameter count follows the chosen rank and targets.
+        """
+        if not overrides:
+            return self
+        if not isinstance(overrides, dict):
+            raise ValueError(f"hparams: expected a dict of §3.4 settings (e.g. {{\"lora_rank\": 16}}), got {overrides!r}")
+        vals = {k: hparam_value(k, v) for k, v in overrides.items()}
+        hp = dataclasses.replace(self.hparams, **vals)
+        pinned = self.expected_trainable_params
+        if pinned is not None and (hp.lora_rank, hp.lora_targets) != (self.hparams.lora_rank, self.hparams.lora_targets):
+            pinned = lora_trainable_count(QWEN25_7B, hp)  # only the paper's model has a pinned count
+        merged = dict(self.run_hparams) | vals
+        return dataclasses.replace(self, hparams=hp, expected_trainable_params=pinned,
+                                   run_hparams=tuple(sorted(merged.items())))
 
     def with_overrides(self, **kw: object) -> "Profile":
         """A copy with hyperparameters replaced by name (unknown names raise)."""
@@ -181,8 +237,10 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str, device: str | None = None, model: str | None = None) -> Profile:
-    """Look a profile up by name, on ``device`` and, for the hub profile, with ``model`` in place of its own.
+def get_profile(name: str, device: str | None = None, model: str | None = None,
+                hparams: dict[str, Any] | None = None) -> Profile:
+    """Look a profile up by name, on ``device`` and, for the hub profile, with ``model`` in place of its own;
+    ``hparams`` changes §3.4 settings for this run (:meth:`Profile.with_run_hparams`).
 
     ``device`` (else ``$CQA_DEVICE``, else the profile's own) is "auto", "cpu" or "cuda"; "auto" means CUDA
     when a GPU is visible. The paper profile runs on CUDA only. ``model`` (else ``$CQA_MODEL``): see
@@ -202,7 +260,7 @@ def get_profile(name: str, device: str | None = None, model: str | None = None) 
         raise ValueError(f"profile {name!r} runs on a CUDA GPU only (a 7B model in bf16); use the cpu profile on a CPU")
     if requested == "auto":
         requested = resolve_device("auto")
-    return prof.on_device(requested)
+    return prof.on_device(requested).with_run_hparams(hparams)
 
 
 @dataclass(frozen=True)
@@ -234,3 +292,13 @@ class DataPaths:
     def calibration_or_standin(self) -> Path:
         """The calibration pairs of this data folder, or the stand-in's when the folder has none."""
         return self.calibration if Path(self.calibration).exists() else STANDIN_DIR / "calibration" / "pairs.jsonl"
+
+
+#: The stand-in files the smoke tokenizer is trained on: a fixed list, so that adding a data file (e.g. a
+#: control's training text) does not change the smoke model and every smoke test value with it.
+SMOKE_TEXT_FILES = ("benchmark/continuations.jsonl", "benchmark/pairs.jsonl", "calibration/pairs.jsonl", "train.jsonl")
+
+
+def smoke_text_paths(root: Path = STANDIN_DIR) -> list[Path]:
+    """The existing files of :data:`SMOKE_TEXT_FILES` below ``root``, in order."""
+    return [root / f for f in SMOKE_TEXT_FILES if (root / f).exists()]

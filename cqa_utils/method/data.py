@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cqa_utils.method.text import words as text_words
+
 TOUCH_KINDS = ("intent", "audience", "reality")
 PAIR_DOMAINS = ("literary", "factual")
 CONTINUATION_DOMAINS = ("literary", "news", "popsci")
@@ -183,12 +185,9 @@ def load(path: str | Path, kind: str | None = None) -> Records:
 
 # ---------------------------------------------------------------- leakage between train and benchmark
 
-_WORD = re.compile(r"[a-z0-9']+")
-
-
 def shingles(text: str, n: int = 8) -> set[tuple[str, ...]]:
     """Lower-cased word n-grams of a text."""
-    words = _WORD.findall(text.lower())
+    words = text_words(text, strip_quotes=False, digits=True)
     return {tuple(words[k:k + n]) for k in range(len(words) - n + 1)}
 
 

@@ -17,14 +17,14 @@ counts the quoting and measures each option's vocabulary overlap with the traini
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-_WORD = re.compile(r"[a-z']+")
+from cqa_utils.method.text import words as text_words
+
 #: Function words left out of the overlap measure (they are shared by any two English texts).
 STOPWORDS = frozenset(
     "a an the and or but if of to in on at by for with from as is was were be been are it its this that these those "
@@ -35,7 +35,7 @@ STOPWORDS = frozenset(
 
 def words(text: str) -> list[str]:
     """Lower-cased word tokens."""
-    return _WORD.findall(text.lower())
+    return text_words(text, strip_quotes=False)
 
 
 def content_words(text: str) -> set[str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from cqa_utils.method import models
-from cqa_utils.method.config import DataPaths, PaperHParams, Profile
+from cqa_utils.method import device, models
+from cqa_utils.method.config import PAPER, RUN_HPARAMS_SOURCE, DataPaths, PaperHParams, Profile
 
 
 def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
@@ -50,10 +50,12 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
         "To attribute an effect to the reasoning text, and to show the instrument can detect an effect that is there.")
     add("chat template", "not stated", f"`{profile.hparams.template}`",
         "The paper does not name the template; `default` is what the LLaMA-Factory WebUI picks for base models.")
-    ref = PaperHParams()
+    run_set = dict(profile.run_hparams)
     for f in dataclasses.fields(PaperHParams):
-        a, b = getattr(ref, f.name), getattr(profile.hparams, f.name)
-        if a != b and f.name != "template":
+        a, b = getattr(PAPER, f.name), getattr(profile.hparams, f.name)
+        if f.name in run_set and a != b:
+            add(f.name, str(a), str(b), f"{RUN_HPARAMS_SOURCE} (the `hparams` parameter). The paper's value: {f.metadata['help']}")
+        elif a != b and f.name != "template":
             add(f.name, str(a), str(b), "profile override (hardware-forced)")
     return rows
 
@@ -61,7 +63,7 @@ def deviations(profile: Profile, data: DataPaths) -> list[dict[str, str]]:
 def precision_note(profile: Profile) -> tuple[str, str]:
     """(what this run computes in, why) for training and scoring on the profile's device: the Deviations row."""
     score = {"float32": "fp32", "bfloat16": "bf16"}[profile.dtype]
-    if not models.train_in_bf16(profile):
+    if not device.train_in_bf16(profile):
         if profile.hparams.mixed_precision != "bf16":
             why = f"mixed_precision is overridden to {profile.hparams.mixed_precision!r}."
         elif profile.model_kind == "gguf":
@@ -77,7 +79,7 @@ def precision_note(profile: Profile) -> tuple[str, str]:
     if profile.device == "cuda":
         return f"training: {train}; scoring: {score} weights; on CUDA GPU {models.accelerator_name() or '(not visible here)'}", \
             f"The paper's bf16. {scoring}"
-    native = models.cpu_has_bf16()
+    native = device.cpu_has_bf16()
     why = ("This CPU computes bf16 natively, so training keeps the paper's bf16; eager attention because the CPU flash "
            "kernel's backward is slower here." if native else "bf16 weights as loaded; this CPU emulates bf16 (slowly).")
     return f"training: {train}, eager attention; scoring: {score} weights; on CPU", f"{why} {scoring}"

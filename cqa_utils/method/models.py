@@ -27,10 +27,9 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers import models as tokenizer_models
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from cqa_utils.method.config import REPO_ROOT, STANDIN_DIR, Profile
-from cqa_utils.method.device import cuda_available
+from cqa_utils.method.config import MODEL_CACHE, Profile, smoke_text_paths
+from cqa_utils.method.device import cpu_has_bf16, cuda_available, train_in_bf16  # noqa: F401 (re-exported)
 
-MODEL_CACHE = REPO_ROOT / ".cache" / "models"
 DOC_SEPARATOR = "<|endoftext|>"
 SMOKE_SPECIALS = [DOC_SEPARATOR, "<|im_start|>", "<|im_end|>"]
 
@@ -66,16 +65,6 @@ def smoke_model(vocab_size: int, seed: int = 0):
                       tie_word_embeddings=True, bos_token_id=None, eos_token_id=0, pad_token_id=0)
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(cfg)
-
-
-#: The stand-in files the smoke tokenizer is trained on: a fixed list, so that adding a data file (e.g. a
-#: control's training text) does not change the smoke model and every smoke test value with it.
-SMOKE_TEXT_FILES = ("benchmark/continuations.jsonl", "benchmark/pairs.jsonl", "calibration/pairs.jsonl", "train.jsonl")
-
-
-def smoke_text_paths() -> list[Path]:
-    """The existing files of :data:`SMOKE_TEXT_FILES`, in order."""
-    return [STANDIN_DIR / f for f in SMOKE_TEXT_FILES if (STANDIN_DIR / f).exists()]
 
 
 def _smoke_texts() -> list[str]:
@@ -152,27 +141,6 @@ def cuda_memory() -> tuple[int, int] | None:
         return None
     free, total = torch.cuda.mem_get_info(0)
     return int(free), int(total)
-
-
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX); autocast is slow without it."""
-    try:
-        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def train_in_bf16(profile: Profile) -> bool:
-    """Whether training follows the paper's bf16 mixed precision here.
-
-    Yes on CUDA; yes for bf16 weights (the paper profile); on a CPU for the SmolLM2 profile only where
-    bf16 is native (emulated bf16 is slower than fp32). The smoke profile stays fp32 on a CPU."""
-    if profile.hparams.mixed_precision != "bf16":
-        return False
-    if profile.device == "cuda" or profile.dtype == "bfloat16":
-        return True
-    return profile.model_kind == "gguf" and cpu_has_bf16()
 
 
 def autocast(device_type: str, bf16: bool):

@@ -28,8 +28,10 @@ from transformers import AutoModelForCausalLM, PrinterCallback, Qwen2Config, Tra
 from trl import SFTConfig, SFTTrainer
 
 from cqa_utils.method.config import PaperHParams, Profile
+from cqa_utils.method.lora_arith import QWEN25_7B, decoder_dims, lora_trainable_count  # noqa: F401 (re-exported)
 from cqa_utils.method.lora_fast import prepare_lora, right_padded
 from cqa_utils.method.models import autocast, cpu_has_bf16, deterministic_kernels, for_training, model_identity, train_in_bf16  # noqa: F401
+from cqa_utils.method.timefmt import clock_text
 from cqa_utils.pipeline.artifacts import write_json
 
 uses_bf16 = train_in_bf16  # the names bench.py and config.deviations import from here (cpu_has_bf16 too)
@@ -184,16 +186,6 @@ def torch_as(x: Any, like: Any) -> Any:
     return torch.as_tensor(x, device=like.device, dtype=like.dtype)
 
 
-def clock_text(seconds: float) -> str:
-    """45s, 4m05s, 2h03m."""
-    s = int(round(max(seconds, 0)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 class TrainProgress(TrainerCallback):
     """Prints ``epoch 3/12 step 141/564 loss 1.234 elapsed 4m05s eta 12m10s`` while training runs.
 
@@ -277,40 +269,6 @@ class EpochLog(TrainerCallback):
         write_json(ck / COMPLETE_MARKER, info)  # written last (atomically): the save is complete
         with open(self.log_path, "a") as f:
             f.write(json.dumps(info) + "\n")
-
-
-LORA_SHAPES = {  # (in features, out features) of each target, from a decoder config
-    "q_proj": lambda c: (c["hidden"], c["heads"] * c["head_dim"]),
-    "k_proj": lambda c: (c["hidden"], c["kv_heads"] * c["head_dim"]),
-    "v_proj": lambda c: (c["hidden"], c["kv_heads"] * c["head_dim"]),
-    "o_proj": lambda c: (c["heads"] * c["head_dim"], c["hidden"]),
-    "gate_proj": lambda c: (c["hidden"], c["intermediate"]),
-    "up_proj": lambda c: (c["hidden"], c["intermediate"]),
-    "down_proj": lambda c: (c["intermediate"], c["hidden"]),
-}
-
-
-def decoder_dims(config: Any) -> dict[str, int]:
-    """hidden, intermediate, heads, kv_heads, head_dim, layers and vocab of a Llama/Qwen2-style model config."""
-    get = (lambda k: config.get(k)) if isinstance(config, dict) else (lambda k: getattr(config, k, None))  # noqa: E731
-    heads = get("num_attention_heads")
-    return {"hidden": get("hidden_size"), "intermediate": get("intermediate_size"), "heads": heads,
-            "kv_heads": get("num_key_value_heads") or heads, "head_dim": get("head_dim") or get("hidden_size") // heads,
-            "layers": get("num_hidden_layers"), "vocab": get("vocab_size"), "tied": bool(get("tie_word_embeddings"))}
-
-
-def lora_trainable_count(config: Any, hp: PaperHParams) -> int:
-    """Trainable parameters of the paper's LoRA, from the model config alone: r·(in + out) per target per layer.
-
-    Qwen2.5-7B (28 layers, hidden 3584, 28 heads of 128 with 4 KV heads, FFN 18944), r = 32:
-    32 · (7168 + 2·4096 + 7168 + 2·22528 + 22528) · 28 = 80,740,352.
-    """
-    dims = decoder_dims(config)
-    unknown = [t for t in hp.lora_targets if t not in LORA_SHAPES]
-    if unknown:
-        raise ValueError(f"no shape rule for LoRA target(s) {unknown}; known: {sorted(LORA_SHAPES)}")
-    per_layer = sum(sum(LORA_SHAPES[t](dims)) for t in hp.lora_targets)
-    return hp.lora_rank * per_layer * dims["layers"]
 
 
 def check_trainable(profile: Profile, config: Any, trainable: int) -> None:
@@ -420,13 +378,6 @@ def summary_from_checkpoints(out_dir: Path, trainable: int, total: int, **extra:
 def save_adapter_identity(ckpt: Path, identity: dict[str, Any], profile: str) -> None:
     """Record which base model an adapter was trained on, so loading it on another base fails clearly."""
     (Path(ckpt) / "cqa_base.json").write_text(json.dumps({"profile": profile, "base": identity}))
-
-
-
-QWEN25_7B = {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-             "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 131072,
-             "tie_word_embeddings": False}
-"""Qwen2.5-7B's published architecture (its config.json): enough to count its parameters without the weights."""
 
 
 def qwen25_7b_trainable(rank: int = 32) -> tuple[int, int]:

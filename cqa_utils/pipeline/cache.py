@@ -2,84 +2,85 @@
 
 ``run_step(run, "train-cot", train_adapter, profile=prof, train_rows=tr, ...)`` calls
 ``train_adapter(out_dir, progress=..., **args)`` unless the step already finished in this run
-directory with the same key (see :mod:`cqa_utils.pipeline.keys`: the function's module import closure and
-the canonical arguments). Its outputs live in ``run_dir/steps/<step>/``:
+directory with the same key. The key (see :mod:`cqa_utils.pipeline.keys`) hashes its components: the function's
+code (normalised syntax trees of its import closure), the installed versions of the packages that code imports,
+the canonical arguments, and for each profile among the arguments the weights it loads (by content, see
+:mod:`cqa_utils.pipeline.weights`), its precision and device decision and the ``hparams`` set for this run.
+Its outputs live in ``run_dir/steps/<step>/``:
 
 - ``cqa_key.json`` is written *before* the step starts, so an interrupted step resumes into the
   same folder (training continues from its last complete epoch checkpoint);
-- ``_step.json`` is written *after* it finishes (key, wall time, whether it was reused).
+- ``_step.json`` is written *after* it finishes (key, its components, wall time, whether it was reused).
 
 A folder holding another key's outputs is renamed aside (``<step>.stale-<time>``), never deleted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cqa_utils.method.config import STANDIN_DIR, Profile
-from cqa_utils.method.models import MODEL_CACHE, smoke_text_paths
+from cqa_utils.method.config import Profile
+from cqa_utils.method.device import precision
+from cqa_utils.pipeline import weights
 from cqa_utils.pipeline.artifacts import Run, read_any, write_json
-from cqa_utils.pipeline.keys import KEY_FILE, PACKAGE, canonical, step_key
+from cqa_utils.pipeline.keys import (
+    KEY_FILE,
+    KEY_SCHEME,
+    PACKAGE,
+    PACKAGE_DIR,
+    canonical,
+    closure_imports,
+    code_components,
+    code_hashes,
+    key_from,
+    package_versions,
+)
 
 STEP_RECORD = "_step.json"
 
 
-def smoke_texts_hash() -> str:
-    """sha256 of the stand-in files from which the smoke profile's tokenizer is trained."""
-    h = hashlib.sha256()
-    for f in smoke_text_paths():
-        h.update(f.relative_to(STANDIN_DIR).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+def refresh_model(profile: Profile) -> str | None:
+    """Drop the profile's converted model copy if its source or converter changed (why; None if kept)."""
+    return weights.refresh(profile)
 
 
-def refresh_smoke_model(profile: Profile) -> bool:
-    """Drop the cached smoke model when the texts it was built from have changed; True if it was dropped.
-
-    The smoke model (:func:`cqa_utils.method.models.materialise`) trains its tokenizer on ``data/standin``; its
-    cache records the texts' hash beside it (``<name>.texts.sha256``), so an edit of the stand-in rebuilds it.
-    """
-    if profile.model_kind != "tiny-random":
-        return False
-    return _refresh(MODEL_CACHE / profile.name, smoke_texts_hash())
+def profile_components(args: dict[str, Any], build: bool = True) -> dict[str, Any]:
+    """For each profile among the arguments: the weights it loads, its precision/device, its run hparams."""
+    profs = {k: v for k, v in sorted(args.items()) if isinstance(v, Profile)}
+    return json.loads(json.dumps({"weights": {k: weights.identity(v, build=build) for k, v in profs.items()},
+                                  "precision": {k: precision(v) for k, v in profs.items()},
+                                  "hparams": {k: dict(v.run_hparams) for k, v in profs.items()}}))
 
 
-def _refresh(model_dir: Path, want: str) -> bool:
-    stamp = model_dir.with_name(model_dir.name + ".texts.sha256")
-    stale = model_dir.exists() and (not stamp.exists() or stamp.read_text() != want)
-    if stale:
-        shutil.rmtree(model_dir)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(want)
-    return stale
+def key_components(fn: Callable[..., Any], args: dict[str, Any], root: Path = PACKAGE_DIR) -> dict[str, Any]:
+    """Every component of a step's key (see the module docstring)."""
+    return json.loads(json.dumps(code_components(fn, args, root) | profile_components(args)))  # as it is stored
 
 
-def model_provenance(profile: Profile) -> dict[str, Any]:
-    """What identifies a profile's weights beyond its name: the version of the package shipping them, or for
-    the smoke model the hash of the texts its tokenizer is trained on."""
-    if profile.model_kind == "tiny-random":
-        return {"model_id": profile.model_id, "texts": smoke_texts_hash()}
-    if profile.gguf_package:
-        try:
-            return {"package": profile.gguf_package, "version": metadata.version(profile.gguf_package.replace("_", "-"))}
-        except metadata.PackageNotFoundError:
-            return {"package": profile.gguf_package, "version": None}
-    return {"model_id": profile.model_id}
-
-
-def _key_args(args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments as keyed, plus the weights' provenance for every profile among them."""
-    out = dict(args)
-    for k, v in args.items():
-        if isinstance(v, Profile):
-            out[f"{k}:weights"] = model_provenance(v)
-    return out
+def current_components(rec: dict[str, Any], profile: Profile, root: Path = PACKAGE_DIR) -> tuple[dict[str, Any], list[str]]:
+    """The components of a finished step's key as they would be now, as far as they are known without running its
+    notebook: code and packages (for a function of the package), and weights, precision and run hparams with
+    ``profile`` in place of each profile argument. Also what is left to the notebook (a list of notes)."""
+    comp = rec.get("components") or {}
+    now: dict[str, Any] = {"scheme": KEY_SCHEME}
+    notes = ["the arguments (data rows, upstream steps' outputs) are checked when the notebook runs"]
+    module = comp.get("module", "")
+    if module == PACKAGE or module.startswith(PACKAGE + "."):
+        mods = [module.removeprefix(PACKAGE).lstrip(".") or "__init__"]
+        now["code"], now["packages"] = code_hashes(mods, root), package_versions(closure_imports(mods, root))
+    else:
+        notes.append(f"its code ({comp.get('function', 'a function outside the package')}) is checked when the notebook runs")
+    args = {k: profile for k in comp.get("precision", {})}
+    now |= profile_components(args, build=False)
+    for k, w in now["weights"].items():
+        if "pending" in w:
+            now["weights"][k] = comp.get("weights", {}).get(k)
+            notes.append(f"{w['pending']}; its weights are hashed when the notebook runs")
+    return json.loads(json.dumps(now)), notes
 
 
 def step_record(run: Run, step: str) -> dict[str, Any] | None:
@@ -94,9 +95,8 @@ def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[s
 
     ``owner`` (the calling notebook) is recorded so that ``cqa run --dry-run`` can say which steps a notebook runs.
     """
-    module = fn.__module__.removeprefix(PACKAGE + ".")
-    keyed = _key_args(args)
-    key = step_key(module, keyed)
+    components = key_components(fn, args)
+    key = key_from(components)
     out = run.step_dir(step)
     rec = step_record(run, step)
     if rec and rec.get("key") == key:
@@ -116,7 +116,7 @@ def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[s
     write_json(out / STEP_RECORD, {"key": key, "function": f"{fn.__module__}.{fn.__name__}", "notebook": owner,
                                    "wall_s": time.perf_counter() - t0,
                                    "reused": False, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                   "args": json.loads(json.dumps(canonical(keyed)))})
+                                   "components": components, "args": json.loads(json.dumps(canonical(args)))})
     return out
 
 

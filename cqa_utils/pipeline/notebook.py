@@ -19,9 +19,9 @@ import pandas as pd
 import plotly.io as pio
 from IPython.display import Markdown
 
-from cqa_utils.method.config import DataPaths, Profile, get_profile
+from cqa_utils.method.config import DataPaths, Profile, default_run_dir, get_profile
 from cqa_utils.pipeline.artifacts import Run
-from cqa_utils.pipeline.cache import load_output, refresh_smoke_model, run_step
+from cqa_utils.pipeline.cache import load_output, refresh_model, run_step
 
 
 def _plotly_for_book() -> None:
@@ -57,8 +57,13 @@ class Stage:
         return load_output(self.run.step_dir(step), name)
 
 
-def setup(stage: str, profile: str, run_dir: str, data_dir: str = "") -> Stage:
-    """Resolve the profile, open the run directory, configure display."""
+def setup(stage: str, profile: str, run_dir: str = "", data_dir: str = "", hparams: dict[str, Any] | None = None) -> Stage:
+    """Resolve the profile (with the §3.4 settings ``hparams`` changes for this run), open the run directory
+    (``run_dir``; empty: ``runs/<profile>``), configure display.
+
+    The profile is resolved here once per notebook and handed on in ``Stage.profile``: every step the notebook
+    runs receives it, so the settings changed for this run are in those steps' keys. A stale converted model copy
+    is dropped here (see :mod:`cqa_utils.pipeline.weights`)."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the executed notebooks
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*IProgress not found.*")
@@ -72,9 +77,14 @@ def setup(stage: str, profile: str, run_dir: str, data_dir: str = "") -> Stage:
     pd.set_option("display.width", 200)
     if os.environ.get("CQA_BOOK_RENDERER"):
         _plotly_for_book()
-    prof = get_profile(profile)
-    refresh_smoke_model(prof)
-    return Stage(prof, Run(Path(run_dir), prof.name), DataPaths.from_dir(data_dir or None), stage)
+    prof = get_profile(profile, hparams=hparams)
+    why = refresh_model(prof)
+    st = Stage(prof, Run(Path(run_dir) if run_dir else default_run_dir(prof.name), prof.name), DataPaths.from_dir(data_dir or None), stage)
+    if why:
+        st.progress(f"the converted {prof.name} model is rebuilt: {why}")
+    if prof.run_hparams:
+        st.progress("§3.4 settings set for this run: " + ", ".join(f"{k}={v!r}" for k, v in prof.run_hparams))
+    return st
 
 
 STANDIN_BANNER = ("**Stand-in data.** The paper's SNAKE-100 corpus and its benchmark are not released. Every number "
@@ -86,4 +96,7 @@ def banner(stage: Stage) -> Any:
     """A Markdown banner naming the data and model this page's numbers come from."""
     parts = [STANDIN_BANNER] if stage.standin else [f"Data: `{stage.data.train.parent}` (user-supplied files)."]
     parts.append(f"Profile **{stage.profile.name}**: {stage.profile.model_id} ({stage.profile.dtype}, {stage.profile.device}).")
+    if stage.profile.run_hparams:
+        parts.append("§3.4 settings set for this run (the paper's values are in the Deviations chapter): "
+                     + ", ".join(f"`{k}` = {v}" for k, v in stage.profile.run_hparams) + ".")
     return Markdown("\n\n".join(parts))

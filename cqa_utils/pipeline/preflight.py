@@ -27,8 +27,8 @@ from typing import Any
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
 from cqa_utils.method.config import REPO_ROOT, Profile
+from cqa_utils.method.lora_arith import QWEN25_7B, decoder_dims, lora_trainable_count
 from cqa_utils.method.models import gguf_path
-from cqa_utils.method.train import QWEN25_7B, decoder_dims, lora_trainable_count
 
 GIB = 2**30
 PAPER_MODEL = "Qwen/Qwen2.5-7B"

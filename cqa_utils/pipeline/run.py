@@ -28,18 +28,20 @@ import nbformat
 import papermill as pm
 import torch
 
-from cqa_utils.method.config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, get_profile
+from cqa_utils.method.config import DEVICE_ENV, MODEL_ENV, REPO_ROOT, DataPaths, Profile, default_run_dir, get_profile
 from cqa_utils.method.data import load_all
 from cqa_utils.method.deviations import precision_note
 from cqa_utils.method.models import accelerator_name
-from cqa_utils.method.train import clock_text
+from cqa_utils.method.timefmt import clock_text
 from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
-from cqa_utils.pipeline.cache import step_table
+from cqa_utils.pipeline.cache import STEP_RECORD, current_components, step_table
+from cqa_utils.pipeline.keys import KEY_SCHEME, PACKAGE_DIR, differences
 from cqa_utils.pipeline.preflight import preflight
 from cqa_utils.pipeline.reference import banner as reference_banner
 from cqa_utils.pipeline.reference import label_notebooks
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+HPARAMS = "hparams"  # the notebook parameter changing §3.4 settings for one run (see config.Profile.with_run_hparams)
 LOG_NAME = "run.log"
 PROGRESS_LINE = re.compile(r"^\[\d\d_\w+")  # what Stage.progress prints: "[03_train  245.0s] ..."
 # The kernel's own log: without this every notebook prints "Kernel is running over TCP without encryption"
@@ -157,11 +159,14 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     ``log`` receives the lines meant for the terminal (default: :func:`say`).
     """
     echo = log or say
-    prof = get_profile(profile, device, model)
-    run_dir = Path(run_dir or REPO_ROOT / "runs" / prof.name).resolve()
+    params = dict(params or {})
+    # the profile and the settings changed for this run are resolved (and checked) once, here; every notebook
+    # that declares `hparams` receives the same value
+    plain = get_profile(profile, device, model)
+    prof = plain.with_run_hparams(params.get(HPARAMS) or None)
+    run_dir = Path(run_dir or default_run_dir(prof.name)).resolve()
     checks = preflight(prof)  # raises PreflightError (one line) before anything is written or downloaded
     data = DataPaths.from_dir(data_dir)
-    params = dict(params or {})
     declared = declared_parameters()
     known = set().union(*declared.values())
     unknown = sorted(set(params) - known)
@@ -171,7 +176,7 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     load_all(data.train, data.pairs, data.continuations)
     todo = [n for n in NOTEBOOKS if not only or n in only]
     if dry_run:
-        lines = [*(f"preflight: {c}" for c in checks), *plan(prof, run_dir, todo)]
+        lines = [*(f"preflight: {c}" for c in checks), *plan(prof, run_dir, todo, declared, plain)]
         for ln in lines:
             echo(ln)
         return {"dry_run": True, "profile": prof.name, "device": prof.device, "run_dir": str(run_dir), "plan": lines}
@@ -201,7 +206,8 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         "profile": prof.name, "model": prof.model_id, "device": prof.device, "precision": list(precision_note(prof)),
         "preflight": checks,
         "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
-        "standin": data.is_standin(), "params": params, "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
+        "standin": data.is_standin(), "params": params,
+        "hparams": dict(prof.run_hparams), "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
         "hardware": hardware(), "notebooks": stages, "steps": step_table(run_dir),
         "total_wall_s": round(time.perf_counter() - t_all, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -241,13 +247,61 @@ def run_notebook(pm: Any, name: str, run_dir: Path, parameters: dict[str, Any], 
     return {"notebook": name, "wall_s": round(dt, 2)}
 
 
-def plan(prof: Profile, run_dir: Path, todo: list[str]) -> list[str]:
+def explain_steps(run_dir: Path, prof: Profile, declared: dict[str, set[str]] | None = None,
+                  base: Profile | None = None, root: Path = PACKAGE_DIR) -> dict[str, str]:
+    """Step → "reused" or "re-runs: <what changed>" for every finished step in ``run_dir``, without executing.
+
+    Compares the components each step's key was computed with (its ``_step.json``) with the current ones
+    (:func:`cqa_utils.pipeline.cache.current_components`): the code of each module of its closure, the installed
+    package versions, the weights, the precision and device decision, and the ``hparams`` set for this run (a
+    notebook that does not declare ``hparams`` gets none). A step whose input is another step that re-runs re-runs
+    too. A record of the older key scheme (no components) re-runs. ``base``: the profile without the run's
+    hparams (default: ``prof``), for the notebooks that do not take them; ``root``: the package's sources.
+    """
+    steps = step_table(run_dir) if run_dir.exists() else []
+    plain = base or prof
+    by_key: dict[str, str] = {}
+    reasons: dict[str, list[str]] = {}
+    for s in steps:
+        rec = json.loads((run_dir / "steps" / s["step"] / STEP_RECORD).read_text())
+        by_key[rec.get("key", "")] = s["step"]
+        takes_hparams = declared is None or HPARAMS in declared.get(s["notebook"], {HPARAMS})
+        if (rec.get("components") or {}).get("scheme") != KEY_SCHEME:
+            reasons[s["step"]] = ["computed by an older key scheme"]
+            continue
+        now, _ = current_components(rec, prof if takes_hparams else plain, root)
+        reasons[s["step"]] = differences(rec["components"], now)
+        upstream = [v["step_output"] for v in (rec.get("args") or {}).values() if isinstance(v, dict) and "step_output" in v]
+        reasons[s["step"]] += [f"upstream:{k}" for k in upstream]
+    out: dict[str, str] = {}
+
+    def verdict(step: str, seen: tuple[str, ...] = ()) -> str:
+        if step in out:
+            return out[step]
+        why = []
+        for r in reasons[step]:
+            if r.startswith("upstream:"):
+                up = by_key.get(r.removeprefix("upstream:"))
+                if up and up not in seen and verdict(up, (*seen, step)).startswith("re-runs"):
+                    why.append(f"its input {up} re-runs")
+            else:
+                why.append(r)
+        out[step] = "re-runs: " + "; ".join(why) if why else "reused"
+        return out[step]
+
+    for s in steps:
+        verdict(s["step"])
+    return out
+
+
+def plan(prof: Profile, run_dir: Path, todo: list[str], declared: dict[str, set[str]] | None = None,
+         base: Profile | None = None) -> list[str]:
     """What ``cqa run`` would do in ``run_dir``, read from the run directory only (nothing is executed or written).
 
-    Every notebook is executed; the expensive steps it ran last time (``steps/*/_step.json``) are reused
-    if their key is unchanged, which is known only when the notebook calls them (the key hashes the
-    step's arguments and code). Times are the last measured ones from the run directory's manifest.json,
-    flagged when measured on other hardware.
+    Every notebook is executed; for each expensive step it ran last time (``steps/*/_step.json``) the plan says
+    "reused" or "re-runs: <what changed>" (:func:`explain_steps`); the arguments only the notebook computes (data
+    rows, upstream outputs) are checked when it runs. Times are the last measured ones from the run directory's
+    manifest.json, flagged when measured on other hardware.
     """
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
     measured = {s["notebook"]: s["wall_s"] for s in manifest.get("notebooks", [])}
@@ -261,17 +315,19 @@ def plan(prof: Profile, run_dir: Path, todo: list[str]) -> list[str]:
         except RunDirError as e:
             lines.append(f"  the run would stop: {e}")
     steps = step_table(run_dir) if run_dir.exists() else []
+    verdicts = explain_steps(run_dir, prof, declared, base)
     for name in NOTEBOOKS:
         if name not in todo:
             lines.append(f"  {name:20s} not run (--only)")
             continue
         mine = [s for s in steps if s.get("notebook") == name]
-        what = ("will run; its steps " + ", ".join(f"{s['step']} (took {_duration(s['wall_s'])})" for s in mine)
-                + " are reused if their inputs and code are unchanged (known when the notebook calls them)") if mine else "will run"
         t = measured.get(name)
         when = (f"last run {_duration(t)}" + (f" on {there.get('cuda') or there.get('cpu')}" if elsewhere else "")
                 if t is not None else "no measurement yet")
-        lines.append(f"  {name:20s} {what}; {when}")
+        lines.append(f"  {name:20s} will run; {when}")
+        lines += [f"      {s['step']:22s} {verdicts[s['step']]} (took {_duration(s['wall_s'])})" for s in mine]
+    if steps:
+        lines.append("the steps' arguments (data rows, upstream outputs) are checked when their notebook runs")
     lines.append("nothing was executed or written")
     return lines
 

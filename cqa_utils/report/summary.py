@@ -16,8 +16,8 @@ import pandas as pd
 
 from cqa_utils.method.claims import PAPER_TRAIN_MIN, REPRODUCED, UNTESTABLE, criteria
 from cqa_utils.method.config import PAPER_REPORTED_DIR, PRIMARY_EPOCH, REPO_ROOT, SWEEP_EPOCHS, get_profile
+from cqa_utils.method.lora_arith import QWEN25_7B, decoder_dims
 from cqa_utils.method.stats import paper_table1_holm
-from cqa_utils.method.train import QWEN25_7B, decoder_dims
 from cqa_utils.pipeline.artifacts import read_any
 from cqa_utils.pipeline.preflight import gpu_memory_needed, weights_bytes
 from cqa_utils.report.markdown import md_table
