@@ -420,3 +420,28 @@ def test_power_and_mde_when_no_outcome_can_reach_alpha():
     # at n = 4 the smallest exact one-sided Wilcoxon p is 1/16 > 0.05: nothing is detectable
     assert stats.wilcoxon_power(3.0, n=4) == 0.0 and stats.wilcoxon_mde(n=4) == float("inf")
     assert stats.wilcoxon_power(3.0, n=5) > 0.5  # at n = 5, all five positive gives p = 1/32
+
+
+def test_dz_ci_against_simulated_tails_and_the_t_test():
+    lo, hi = stats.dz_ci(0.3, 20)
+    rng = np.random.default_rng(0)
+    for delta, tail in ((lo, "upper"), (hi, "lower")):  # at each bound, the observed t sits at a 2.5 % tail
+        x = rng.standard_normal((40_000, 20)) + delta
+        t = x.mean(1) / x.std(1, ddof=1) * math.sqrt(20)
+        share = (t >= 0.3 * math.sqrt(20)).mean() if tail == "upper" else (t <= 0.3 * math.sqrt(20)).mean()
+        assert share == pytest.approx(0.025, abs=4 * math.sqrt(0.025 * 0.975 / 40_000))
+    # the interval excludes 0 exactly when the two-sided t-test rejects at 0.05
+    for d in (0.40, 0.48, 0.50):
+        p2 = 2 * sps.t.sf(d * math.sqrt(20), 19)
+        assert (stats.dz_ci(d, 20)[0] > 0) == (p2 < 0.05)
+    with pytest.raises(ValueError):
+        stats.dz_ci(math.nan, 20)
+
+
+def test_mann_whitney_power_against_noether():
+    # Noether's approximation: Φ(sqrt(12·n1·n2/(n1+n2+1))·(Φ(δ/√2) − 1/2) − z_α)
+    for delta in (0.62, 1.0):
+        pp = sps.norm.cdf(delta / math.sqrt(2))
+        noether = sps.norm.cdf(math.sqrt(12 * 400 / 41) * (pp - 0.5) - sps.norm.isf(0.05))
+        assert stats.mann_whitney_power(delta, 20, 20) == pytest.approx(noether, abs=0.04)
+    assert stats.mann_whitney_power(0.0, 20, 20) == pytest.approx(0.05, abs=0.015)

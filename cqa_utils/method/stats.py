@@ -323,6 +323,29 @@ def tost_dz(d_z: float, n: int, bound: float, alpha: float = ALPHA) -> dict[str,
             "bound": bound, "n": n}
 
 
+def dz_ci(d_z: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact confidence interval of the standardized mean difference δ_z from an observed d_z of n pairs.
+
+    t = d_z·√n follows a noncentral t with n − 1 df and noncentrality δ·√n; the bounds are the δ at which
+    the observed t sits at the upper and lower (1 − level)/2 tails (inverted by root finding).
+    """
+    if not math.isfinite(d_z) or n < 2:
+        raise ValueError(f"dz_ci: d_z = {d_z!r} with n = {n} has no interval")
+    df, t, a = n - 1, d_z * math.sqrt(n), (1 - level) / 2
+    span = 8.0 * math.sqrt(1 + d_z**2 / 2) / math.sqrt(n)  # about 4 standard errors of d_z either side
+    lo = brentq(lambda d: sps.nct.sf(t, df, d * math.sqrt(n)) - a, d_z - span, d_z + span)
+    hi = brentq(lambda d: sps.nct.cdf(t, df, d * math.sqrt(n)) - a, d_z - span, d_z + span)
+    return float(lo), float(hi)
+
+
+def mann_whitney_power(shift_sd: float, n1: int, n2: int, alpha: float = ALPHA, n_sim: int = 4_000,
+                       seed: int = 0) -> float:
+    """Simulated power of :func:`mann_whitney_greater` at level ``alpha`` when x ~ N(shift_sd, 1), y ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((n_sim, n1)) + shift_sd, rng.standard_normal((n_sim, n2))
+    return float((sps.mannwhitneyu(x, y, alternative="greater", axis=1).pvalue < alpha).mean())
+
+
 # ------------------------------------------------------------------------------------------ two-sample
 
 def mann_whitney_greater(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
