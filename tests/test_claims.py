@@ -186,7 +186,7 @@ def test_literary_keeps_rising_each_outcome():
     assert judge("literary_keeps_rising").verdict == C.CONSISTENT
     fall = table1(lit_delta={**PAPER_LIT_DELTA, 12: 9.0})
     o = judge("literary_keeps_rising", table1=fall, items=items_two_epochs(POS, [v - 1.0 for v in POS]))
-    assert o.verdict == C.CONTRADICTED and "[95% t -1.00, -1.00]" in o.found
+    assert o.verdict == C.CONTRADICTED and "[95 % t -1.00, -1.00]" in o.found
     noisy = [v + (3.0 if k % 2 else -3.2) for k, v in enumerate(POS)]
     o = judge("literary_keeps_rising", table1=fall, items=items_two_epochs(POS, noisy))
     assert o.verdict == C.INCONCLUSIVE and "reaches 0" in o.qualifier
@@ -217,7 +217,7 @@ def losses(values: list[float]) -> pd.DataFrame:
 def test_eval_loss_monotone_each_outcome():
     assert judge("eval_loss_monotone", epochs=losses([2.7 + 0.16 * k for k in range(12)])).verdict == C.CONSISTENT
     o = judge("eval_loss_monotone", epochs=losses([3.64, 3.51, 3.53, 3.68, 3.94]))  # one 3.6 % dip, as the reference run
-    assert o.verdict == C.INCONCLUSIVE and "epoch 2 (3.6%)" in o.found
+    assert o.verdict == C.INCONCLUSIVE and "epoch 2 (by 3.6 %)" in o.found
     assert judge("eval_loss_monotone", epochs=losses([2.7, 2.9, 2.8, 3.0, 2.95, 3.1])).verdict == C.CONTRADICTED  # two falls
     assert judge("eval_loss_monotone", epochs=losses([3.0, 2.5, 2.8, 3.2])).verdict == C.CONTRADICTED  # one fall of 17 %
     assert judge("eval_loss_monotone", epochs=losses([3.0, 3.1, 2.9])).verdict == C.CONTRADICTED  # no overall rise
@@ -413,9 +413,9 @@ def test_summary_status_three_ways():
                          eval_loss_monotone=C.CONTRADICTED))
     assert s["status"] == "[Re]" and s["counts"] == {C.CONSISTENT: 3, C.CONTRADICTED: 1}
     s = C.summary(_table(literary_effect=C.CONTRADICTED, factual_null=C.CONSISTENT, domain_selectivity=C.INCONCLUSIVE))
-    assert s["status"] == "[¬Re]" and "literary_effect" in s["sentence"]
+    assert s["status"] == "[¬Re]" and "literary_effect — contradicted" in s["sentence"]
     s = C.summary(_table(literary_effect=C.INCONCLUSIVE, factual_null=C.CONSISTENT, domain_selectivity=C.CONSISTENT))
-    assert s["status"] == "inconclusive" and s["sentence"].startswith("Status inconclusive")
+    assert s["status"] == "inconclusive" and s["sentence"].startswith("No central claim is contradicted")
     assert all(v in s["vocabulary"] for v in C.VERDICTS)
 
 

@@ -200,6 +200,11 @@ def control_detection(ctl: pd.DataFrame, primary_epoch: int, control_epoch: int 
 
 # ------------------------------------------------------------------------------------------ rules
 
+def _lv(level: float) -> str:
+    """A confidence level as the book writes it: "95 %"."""
+    return f"{100 * level:g} %"
+
+
 def _dz_ci(dz: float, n: int, level: float) -> tuple[float, float]:
     return S.dz_ci(float(dz), int(n), level)
 
@@ -219,7 +224,7 @@ def rule_literary_effect(inp: ClaimInputs) -> Outcome:
     lo, hi = _dz_ci(r.d_z, r.n, c["level"])
     holm_p = f", Holm over the sweep {_p(r.holm_p)}" if "holm_p" in r else ""
     found = [f"epoch {pe}: Δ(ΔI) = {r.delta:+.2f} {inp.unit}, Wilcoxon p = {_p(r.wilcoxon_p)}{holm_p}, "
-             f"d_z = {r.d_z:.2f} [{c['level']:.0%} {lo:+.2f}, {hi:+.2f}]"]
+             f"d_z = {r.d_z:.2f} [{_lv(c['level'])} {lo:+.2f}, {hi:+.2f}]"]
     if not (r.delta > 0 and r.wilcoxon_p < c["alpha"]):
         if hi < c["paper_d"]:
             return Outcome(CONTRADICTED, "; ".join(found + [f"the interval excludes the paper's d = {c['paper_d']:.2f}"]))
@@ -250,7 +255,7 @@ def rule_factual_null(inp: ClaimInputs) -> Outcome:
     t = S.tost_dz(float(r.d_z), int(r.n), c["bound"], c["alpha"])
     lo, hi = _dz_ci(r.d_z, r.n, c["level"])
     reading = r.wilcoxon_p > 0.5
-    found = (f"epoch {pe}: Δ(ΔI) = {r.delta:+.2f} {inp.unit}, d_z = {r.d_z:+.2f} [{c['level']:.0%} {lo:+.2f}, {hi:+.2f}], "
+    found = (f"epoch {pe}: Δ(ΔI) = {r.delta:+.2f} {inp.unit}, d_z = {r.d_z:+.2f} [{_lv(c['level'])} {lo:+.2f}, {hi:+.2f}], "
              f"Wilcoxon p = {_p(r.wilcoxon_p)}; TOST (±{c['bound']}) p = {_p(t['p_tost'])}; the paper's reading p > 0.5: "
              f"{'met' if reading else 'not met'}")
     if t["p_tost"] < c["alpha"]:
@@ -273,7 +278,7 @@ def rule_domain_selectivity(inp: ClaimInputs) -> Outcome:
     u = S.mann_whitney_greater(lit, fac)
     lo, hi = S.bootstrap_diff_ci(lit, fac, c["level"])
     found = (f"epoch {pe}: literary − factual mean Δ(ΔI) = {lit.mean() - fac.mean():+.2f} {inp.unit} "
-             f"[bootstrap {c['level']:.0%} {lo:+.2f}, {hi:+.2f}]; Mann–Whitney U = {u['U']:.0f}, one-sided p = {_p(u['p'])}")
+             f"[bootstrap {_lv(c['level'])} {lo:+.2f}, {hi:+.2f}]; Mann–Whitney U = {u['U']:.0f}, one-sided p = {_p(u['p'])}")
     if u["p"] < c["alpha"]:
         return Outcome(CONSISTENT, found)
     if hi < 0:
@@ -324,7 +329,7 @@ def rule_literary_keeps_rising(inp: ClaimInputs) -> Outcome:
     if diff.size < 2:
         return Outcome(INCONCLUSIVE, found, "a fall, but fewer than 2 items scored at both epochs to bound it")
     lo, hi = S.t_interval(diff, c["level"])
-    found += f"; per-item difference {diff.mean():+.2f} [{c['level']:.0%} t {lo:+.2f}, {hi:+.2f}]"
+    found += f"; per-item difference {diff.mean():+.2f} [{_lv(c['level'])} t {lo:+.2f}, {hi:+.2f}]"
     if hi < 0:
         return Outcome(CONTRADICTED, found)
     return Outcome(INCONCLUSIVE, found, "a fall within the items' noise: the interval of the per-item difference reaches 0")
@@ -344,7 +349,7 @@ def rule_factual_null_every_epoch(inp: ClaimInputs) -> Outcome:
     outside = [int(e) for e, r in fac.iterrows() if min(map(abs, ci := _dz_ci(r.d_z, r.n, c["level"]))) > c["max_d"]
                and ci[0] * ci[1] > 0]
     if outside:
-        return Outcome(CONTRADICTED, found + f"; the {c['level']:.0%} interval of δ_z lies outside ±{c['max_d']} at epochs {outside}")
+        return Outcome(CONTRADICTED, found + f"; the {_lv(c['level'])} interval of δ_z lies outside ±{c['max_d']} at epochs {outside}")
     n = int(fac.n.iloc[0])
     chance = 2 * sps.t.sf(c["max_d"] * math.sqrt(n), n - 1)
     return Outcome(INCONCLUSIVE, found, f"underpowered: every interval reaches into ±{c['max_d']}; with no true effect each "
@@ -375,12 +380,13 @@ def rule_eval_loss_monotone(inp: ClaimInputs) -> Outcome:
     rel = np.diff(loss) / loss[:-1]
     falls = [(int(e), -s) for e, s in zip(ev.epoch.iloc[1:], rel) if s <= 0]
     found = (f"{loss[0]:.2f} at epoch {int(ev.epoch.iloc[0])} → {loss[-1]:.2f} at epoch {int(ev.epoch.iloc[-1])}; "
-             + ("falls or stays level at " + ", ".join(f"epoch {e} ({f:.1%})" for e, f in falls) if falls else "rises at every epoch"))
+             + ("falls or stays level at " + ", ".join(f"epoch {e} (by {100 * f:.1f} %)" for e, f in falls) if falls
+                else "rises at every epoch"))
     if not falls:
         return Outcome(CONSISTENT, found)
     if loss[-1] <= loss[0] or len(falls) > c["max_dips"] or max(f for _, f in falls) > c["max_dip"]:
         return Outcome(CONTRADICTED, found)
-    return Outcome(INCONCLUSIVE, found, f"one dip of at most {c['max_dip']:.0%} in a rising curve; the eval_loss has no stated "
+    return Outcome(INCONCLUSIVE, found, f"one dip of at most {_lv(c['max_dip'])} in a rising curve; the eval_loss has no stated "
                    "uncertainty, so it neither matches 'monotone' nor excludes the rise")
 
 
@@ -440,7 +446,7 @@ def rule_dlogp_literary_more(inp: ClaimInputs) -> Outcome:
         return Outcome(UNTESTABLE, f"{int(a.n)} literary and {int(b.n)} factual passages (need ≥ 2 each)")
     lo, hi, df = S.welch_ci_from_summary(a.delta, _sd(a), int(a.n), b.delta, _sd(b), int(b.n), c["level"])
     found = (f"literary {a.delta:+.3f} vs factual combined {b.delta:+.3f} {inp.unit}/token: difference "
-             f"{a.delta - b.delta:+.3f}, Welch {c['level']:.0%} [{lo:+.3f}, {hi:+.3f}] (df {df:.1f})")
+             f"{a.delta - b.delta:+.3f}, Welch {_lv(c['level'])} [{lo:+.3f}, {hi:+.3f}] (df {df:.1f})")
     if hi < 0:
         return Outcome(CONSISTENT, found)
     return Outcome(CONTRADICTED, found) if lo > 0 else Outcome(INCONCLUSIVE, found, "the interval contains 0")
@@ -463,7 +469,7 @@ def rule_sharpening(inp: ClaimInputs) -> Outcome:
     lo, hi = S.t_interval(d_cond, c["level"])
     ratio = np.abs(d_unc).mean() / np.abs(d_cond).mean() if np.abs(d_cond).mean() > 0 else math.inf
     found = (f"literary, epoch {pe}: conditional log-odds moved {d_cond.mean():+.2f} {inp.unit} on average "
-             f"[{c['level']:.0%} t {lo:+.2f}, {hi:+.2f}], Wilcoxon p = {_p(w['wilcoxon_p'])}; mean |unconditional change| / "
+             f"[{_lv(c['level'])} t {lo:+.2f}, {hi:+.2f}], Wilcoxon p = {_p(w['wilcoxon_p'])}; mean |unconditional change| / "
              f"mean |conditional change| = {ratio:.2f}")
     up = bool(d_cond.mean() > 0 and w["wilcoxon_p"] < c["alpha"])
     if up and ratio < c["ratio"]:
@@ -618,16 +624,17 @@ def seed_tables_from_items(items: pd.DataFrame, seeds: list[int]) -> tuple[dict[
 
 def summary(claims: pd.DataFrame) -> dict[str, Any]:
     """The status and counts: [Re] when every central claim is consistent, [¬Re] when a central claim is
-    contradicted, else inconclusive; ``sentence`` says which, ``vocabulary`` what the four verdicts mean."""
+    contradicted, else inconclusive; ``sentence`` says which claims made it so, ``vocabulary`` what the four
+    verdicts mean."""
     central = claims[claims.central.astype(bool)] if "central" in claims else claims[claims.id == "literary_effect"]
-    v = dict(zip(central.id, central.verdict))
-    if any(x == CONTRADICTED for x in v.values()):
-        status, why = "[¬Re]", "central claim contradicted: " + ", ".join(k for k, x in v.items() if x == CONTRADICTED)
-    elif v and all(x == CONSISTENT for x in v.values()):
-        status, why = "[Re]", "every central claim consistent: " + ", ".join(v)
+    names = central.claim if "claim" in central else central.id
+    v = list(zip(names, central.verdict))
+    if any(x == CONTRADICTED for _, x in v):
+        status, why = "[¬Re]", "a central claim is contradicted"
+    elif v and all(x == CONSISTENT for _, x in v):
+        status, why = "[Re]", "every central claim is consistent"
     else:
-        status, why = "inconclusive", "no central claim contradicted, and not all consistent: " + "; ".join(
-            f"{k} {x}" for k, x in v.items())
+        status, why = "inconclusive", "no central claim is contradicted and not every one is consistent"
+    sentence = f"{why[0].upper()}{why[1:]}: " + "; ".join(f"{k} — {x}" for k, x in v) + "."
     counts = {k: int(n) for k, n in claims.verdict.value_counts().items()}
-    return {"status": status, "sentence": f"Status {status} in this setting ({why}).", "counts": counts,
-            "vocabulary": VOCABULARY}
+    return {"status": status, "sentence": sentence, "counts": counts, "vocabulary": VOCABULARY}
