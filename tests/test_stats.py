@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ def test_wilcoxon_all_positive_n5_is_exactly_one_in_32():
     r = stats.paired_tests(lora, base)
     assert r["wilcoxon_W"] == 15.0
     assert r["wilcoxon_p"] == pytest.approx(1 / 32, abs=1e-12)
-    assert r["wilcoxon_method"].startswith("exact (all 2^n sign flips")
+    assert r["wilcoxon_method"].startswith("exact conditional (all 2^n sign flips")
     d = lora - base
     sd = math.sqrt(((d - 1.4) ** 2).sum() / 4)
     assert r["delta"] == pytest.approx(1.4) and r["d_z"] == pytest.approx(1.4 / sd)
@@ -88,8 +89,42 @@ def test_wilcoxon_small_n_with_zeros_and_ties_matches_enumeration():
     assert r["wilcoxon_p"] == pytest.approx(exact_flip_p(d), abs=1e-12)
 
 
-def test_wilcoxon_n20_zeros_and_ties_normal_approximation_by_hand():
-    d = [0.0, 0.0, 0.5, 0.5, 0.5, -0.5, 1.0, -1.0, 1.5, 2.0, 2.0, -2.5, 3.0, 3.5, 0.25, 4.0, -0.75, 1.25, 2.75, 5.0]
+N20_TIED = [0.0, 0.0, 0.5, 0.5, 0.5, -0.5, 1.0, -1.0, 1.5, 2.0, 2.0, -2.5, 3.0, 3.5, 0.25, 4.0, -0.75, 1.25, 2.75, 5.0]
+
+
+def enumerate_w_plus_p(d: list[float]) -> float:
+    """P(W+ ≥ observed) over all 2^n sign flips of the non-zero items' midranks, by a ±1 table (numpy, no DP)."""
+    w, r = pratt_w_plus(d)
+    nz = np.array([rk for rk, x in zip(r, d) if x != 0])
+    bits = (np.arange(2**nz.size)[:, None] >> np.arange(nz.size)) & 1
+    return float(((bits @ nz) >= w - 1e-9).mean())
+
+
+def test_wilcoxon_n20_zeros_and_ties_exact_against_all_sign_flips():
+    r = stats.wilcoxon_greater(N20_TIED)
+    assert r["wilcoxon_method"].startswith("exact conditional")
+    assert r["wilcoxon_W"] == pytest.approx(pratt_w_plus(N20_TIED)[0])
+    assert r["wilcoxon_p"] == pytest.approx(enumerate_w_plus_p(N20_TIED), abs=1e-12)
+    assert abs(r["wilcoxon_p"] - pratt_normal_p(N20_TIED)) > 1e-4  # not the normal approximation
+
+
+def test_wilcoxon_exact_conditional_random_ties_and_zeros_by_enumeration():
+    rng = np.random.default_rng(7)
+    for n in (6, 11, 14, 16):
+        d = list(rng.integers(-3, 5, n) * 0.5)  # many ties and some zeros
+        if not any(d):
+            continue
+        assert stats.wilcoxon_greater(d)["wilcoxon_p"] == pytest.approx(enumerate_w_plus_p(d), abs=1e-12), d
+
+
+def test_exact_conditional_equals_scipy_exact_without_ties():
+    d = np.random.default_rng(4).normal(0.4, 1, 30)  # continuous: no ties, scipy's exact null applies
+    ref = sps.wilcoxon(d, alternative="greater", method="exact").pvalue
+    assert stats.signed_rank_exact_p(d) == pytest.approx(ref, abs=1e-12)
+
+
+def test_wilcoxon_beyond_50_ties_normal_approximation_by_hand():
+    d = N20_TIED * 3
     r = stats.wilcoxon_greater(d)
     assert r["wilcoxon_method"].startswith("normal approximation")
     assert r["wilcoxon_W"] == pytest.approx(pratt_w_plus(d)[0])
@@ -108,8 +143,14 @@ def test_negative_effect_gives_p_above_half():
 def test_pingouin_check_raises_only_on_real_disagreement():
     rng = np.random.default_rng(0)
     base = rng.normal(size=20)
-    lora = base + np.round(rng.normal(0.3, 1, 20), 1)  # rounded: ties, so the normal approximation runs
+    lora = base + np.round(rng.normal(0.3, 1, 60), 1)[:20]  # rounded: ties
     lora[:2] = base[:2]  # and zeros
+    r = stats.paired_tests(lora, base)
+    assert r["wilcoxon_method"].startswith("exact conditional")
+    stats.pingouin_check(lora, base, r)  # scipy cannot do the exact conditional test at n = 20: p is not compared
+    big = rng.normal(size=60)
+    lora, base = big + np.round(rng.normal(0.3, 1, 60), 1), big
+    lora[:2] = base[:2]
     r = stats.paired_tests(lora, base)
     assert r["wilcoxon_method"].startswith("normal approximation")
     stats.pingouin_check(lora, base, r)
@@ -134,6 +175,38 @@ def test_sign_flip_n20_against_binomial():
     p, _, _ = stats.sign_flip_p(d)
     assert p == pytest.approx(sum(math.comb(20, k) for k in range(12, 21)) / 2**20, abs=1e-15)
     assert stats.sign_flip_p(np.arange(1.0, 21.0))[0] == 2.0**-20
+
+
+def test_sign_flip_refuses_nan_and_inf():
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="not finite"):
+            stats.sign_flip_p([bad, -1.0, -2.0, -3.0])
+        with pytest.raises(ValueError, match="not finite"):
+            stats.sign_flip_p([bad] + [-1.0] * 24, n_mc=1_000)
+        with pytest.raises(ValueError, match="not finite"):
+            stats.paired_tests([bad, 1.0, 2.0], [0.0, 0.0, 0.0])
+
+
+def exact_fraction_flip_p(d: list[float]) -> float:
+    """One-sided sign-flip p in exact rational arithmetic over all 2^n flips (ties are exact equalities)."""
+    fr = [Fraction(x) for x in d]
+    obs = sum(fr)
+    return sum(sum(s * x for s, x in zip(sig, fr)) >= obs for sig in itertools.product((-1, 1), repeat=len(d))) / 2 ** len(d)
+
+
+def test_sign_flip_ties_do_not_depend_on_scale():
+    small = [k * 2.0**-13 for k in (1, 4, 3, -4, -3, -3, -4, -3)]  # ~1e-4, exactly representable
+    d = [2.0**20, -(2.0**20)] + small  # ±1e6 beside them: the big pair must not swallow the small values' differences
+    want = exact_fraction_flip_p(d)
+    assert stats.sign_flip_p(d)[0] == pytest.approx(want, abs=1e-15)
+    assert stats.sign_flip_p(small)[0] == pytest.approx(exact_fraction_flip_p(small), abs=1e-15)
+    d_mc = d + [2.0**-13] * 15  # n = 25: Monte Carlo, same tie rule
+    p, se, _ = stats.sign_flip_p(d_mc, n_mc=20_000, seed=2)
+    rng = np.random.default_rng(9)
+    fr = [Fraction(x) for x in d_mc]
+    sims = [sum(x if s else -x for s, x in zip(rng.integers(0, 2, len(d_mc)), fr)) >= sum(fr) for _ in range(4_000)]
+    ref = float(np.mean(sims))
+    assert abs(p - ref) < 4 * math.sqrt(ref * (1 - ref) / 4_000) + 4 * se
 
 
 def test_sign_flip_monte_carlo_beyond_20():
@@ -203,22 +276,27 @@ def test_minimum_detectable_effect():
     assert abs(size - attained) < 4 * math.sqrt(attained * (1 - attained) / 20_000) and attained <= 0.05
 
 
+def test_tost_has_no_default_bound():
+    with pytest.raises(TypeError):
+        stats.tost_dz(0.0, 20)  # the bound is declared in the criteria file, never defaulted here
+
+
 def test_tost_against_simulation():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40_000, 20)) + 0.3  # true d_z = +0.3: the upper null's boundary
     t_sim = x.mean(1) / x.std(1, ddof=1) * math.sqrt(20)
     for d_obs in (-0.1, 0.05, 0.5):  # where the exact test differs from a shifted central t by 0.007-0.017
-        r = stats.tost_dz(d_obs, 20)
+        r = stats.tost_dz(d_obs, 20, 0.3)
         sim = (t_sim <= d_obs * math.sqrt(20)).mean()
         tol = 4 * math.sqrt(sim * (1 - sim) / t_sim.size)
         assert r["p_upper"] == pytest.approx(sim, abs=tol)
         assert r["p_lower"] == pytest.approx(((-t_sim) >= d_obs * math.sqrt(20)).mean(), abs=tol)  # mirror image
-    assert stats.tost_dz(0.0, 20)["power_at_zero"] == 0.0  # ±0.3 is narrower than n = 20 can resolve
-    assert stats.tost_dz(0.0, 20)["p_tost"] > 0.05
-    r = stats.tost_dz(0.0, 200)
+    assert stats.tost_dz(0.0, 20, 0.3)["power_at_zero"] == 0.0  # ±0.3 is narrower than n = 20 can resolve
+    assert stats.tost_dz(0.0, 20, 0.3)["p_tost"] > 0.05
+    r = stats.tost_dz(0.0, 200, 0.3)
     assert r["p_tost"] < 0.001 and 0.95 < r["power_at_zero"] < 1.0
     z = rng.standard_normal((4_000, 200))
-    rate = np.mean([stats.tost_dz(float(v), 200)["p_tost"] < 0.05 for v in z.mean(1) / z.std(1, ddof=1)])
+    rate = np.mean([stats.tost_dz(float(v), 200, 0.3)["p_tost"] < 0.05 for v in z.mean(1) / z.std(1, ddof=1)])
     assert abs(rate - r["power_at_zero"]) < 0.02
 
 
@@ -301,7 +379,7 @@ def test_delta_delta_i_table():
 def test_delta_delta_i_n20_with_zeros_and_ties_runs_and_adjusts():
     items, t = stats.delta_delta_i(_pair_scores(20, {"literary": 0.6, "factual": 0.0}), unit="nats")
     assert len(t) == 4 and (t.n == 20).all() and (t.n_zero >= 4).all()
-    assert t.wilcoxon_method.str.startswith("normal approximation").all()
+    assert t.wilcoxon_method.str.startswith("exact conditional").all()
     assert (t.perm_method == "exact (1048576 sign flips)").all() and (t.wilcoxon_zero_method == "pratt").all()
     assert ((t.ci_low <= t.delta) & (t.delta <= t.ci_high)).all()
     for _, g in t.groupby("domain"):
@@ -342,3 +420,28 @@ def test_power_and_mde_when_no_outcome_can_reach_alpha():
     # at n = 4 the smallest exact one-sided Wilcoxon p is 1/16 > 0.05: nothing is detectable
     assert stats.wilcoxon_power(3.0, n=4) == 0.0 and stats.wilcoxon_mde(n=4) == float("inf")
     assert stats.wilcoxon_power(3.0, n=5) > 0.5  # at n = 5, all five positive gives p = 1/32
+
+
+def test_dz_ci_against_simulated_tails_and_the_t_test():
+    lo, hi = stats.dz_ci(0.3, 20)
+    rng = np.random.default_rng(0)
+    for delta, tail in ((lo, "upper"), (hi, "lower")):  # at each bound, the observed t sits at a 2.5 % tail
+        x = rng.standard_normal((40_000, 20)) + delta
+        t = x.mean(1) / x.std(1, ddof=1) * math.sqrt(20)
+        share = (t >= 0.3 * math.sqrt(20)).mean() if tail == "upper" else (t <= 0.3 * math.sqrt(20)).mean()
+        assert share == pytest.approx(0.025, abs=4 * math.sqrt(0.025 * 0.975 / 40_000))
+    # the interval excludes 0 exactly when the two-sided t-test rejects at 0.05
+    for d in (0.40, 0.48, 0.50):
+        p2 = 2 * sps.t.sf(d * math.sqrt(20), 19)
+        assert (stats.dz_ci(d, 20)[0] > 0) == (p2 < 0.05)
+    with pytest.raises(ValueError):
+        stats.dz_ci(math.nan, 20)
+
+
+def test_mann_whitney_power_against_noether():
+    # Noether's approximation: Φ(sqrt(12·n1·n2/(n1+n2+1))·(Φ(δ/√2) − 1/2) − z_α)
+    for delta in (0.62, 1.0):
+        pp = sps.norm.cdf(delta / math.sqrt(2))
+        noether = sps.norm.cdf(math.sqrt(12 * 400 / 41) * (pp - 0.5) - sps.norm.isf(0.05))
+        assert stats.mann_whitney_power(delta, 20, 20) == pytest.approx(noether, abs=0.04)
+    assert stats.mann_whitney_power(0.0, 20, 20) == pytest.approx(0.05, abs=0.015)

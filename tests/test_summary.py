@@ -26,14 +26,20 @@ def test_control_detection_both_ways_and_missing():
     assert C.control_detection(_t1(1.2, 0.001).query("domain == 'factual'"), 5)["epoch"] is None
 
 
-def _claims(verdict: str, detail: str) -> pd.DataFrame:
-    return pd.DataFrame([{"id": "literary_effect", "claim": "c", "verdict": verdict, "verdict_detail": detail, "this run": "x"}])
+def _claims(verdict: str, detail: str, others: str = C.CONSISTENT) -> pd.DataFrame:
+    rows = [{"id": "literary_effect", "claim": "c", "verdict": verdict, "verdict_detail": detail, "this run": "x", "central": True}]
+    rows += [{"id": i, "claim": i, "verdict": others, "verdict_detail": others, "this run": "y", "central": True}
+             for i in ("factual_null", "domain_selectivity")]
+    return pd.DataFrame(rows)
 
 
 def test_status_line_three_ways():
-    assert "[Re]" in status_line(_claims(C.REPRODUCED, "reproduced"))
-    assert "[¬Re]" in status_line(_claims(C.NOT_REPRODUCED, "not reproduced"))
-    assert "not judged" in status_line(_claims(C.UNTESTABLE, "cannot be tested here"))
+    assert "**Status: [Re]**" in status_line(_claims(C.CONSISTENT, "consistent"))
+    assert "**Status: [¬Re]**" in status_line(_claims(C.CONTRADICTED, "contradicted"))
+    assert "**Status: inconclusive**" in status_line(_claims(C.INCONCLUSIVE, "inconclusive: underpowered"))
+    assert "**Status: inconclusive**" in status_line(_claims(C.UNTESTABLE, "cannot be tested here"))
+    assert "**Status: [¬Re]**" in status_line(_claims(C.CONSISTENT, "consistent", others=C.CONTRADICTED))
+    assert "contradicted: the data exclude" in status_line(_claims(C.CONSISTENT, "consistent"))  # the vocabulary
 
 
 def test_summary_page_reads_the_runs_files(tmp_path: Path):
@@ -47,14 +53,18 @@ def test_summary_page_reads_the_runs_files(tmp_path: Path):
                                                                     "Wilcoxon power at the paper's d (as d_z)": 0.6543}))
     (art / "07_positive_control" / "detection.json").write_text(json.dumps(C.control_detection(_t1(1.5, 0.0004), 5)))
     (art / "08_decomposition" / "verdict.json").write_text(json.dumps({"sentence": "The unconditional part moved 7.77."}))
-    _claims(C.NOT_REPRODUCED, "not reproduced").to_csv(art / "09_claims" / "claims.csv", index=False)
+    (art / "07_positive_control" / "sensitivity.json").write_text(json.dumps(
+        {"detected": True, "d_z": 0.71, "ci_low": 0.3, "ci_high": 1.1, "p": 0.004, "epoch": 5, "n": 40, "signal": "good options",
+         "sentence": "On unseen items the pipeline detects a transferred preference of d_z = 0.71."}))
+    _claims(C.CONTRADICTED, "contradicted").to_csv(art / "09_claims" / "claims.csv", index=False)
     (art / "09_claims" / "caveats.json").write_text(json.dumps(["One caveat."]))
     manifest = {"profile": "cpu", "model": "M", "device": "cpu", "standin": True, "data": {"train": "/x/train.jsonl"},
                 "hardware": {"cpu": "CPU-X", "cpu_count": 2, "memory_gib": 24}, "total_wall_s": 1234.0,
                 "notebooks": [{"notebook": "03_train", "wall_s": 1000.0}, {"notebook": "05_delta_delta_i", "wall_s": 5.0}],
                 "steps": [{"step": "train-cot", "wall_s": 900.0}], "params": {}, "seed": 42}
     page = summary_page(run, manifest)
-    for needle in ("[¬Re]", "d_z = 1.50", "0.61", "0.65", "7.77", "One caveat.", "CPU-X", "took 20.6 min in this run",
+    for needle in ("[¬Re]", "d_z = 1.50", "d_z = 0.71", "an upper bound, gating no verdict",
+                   "0.61", "0.65", "7.77", "One caveat.", "CPU-X", "took 20.6 min in this run",
                    "steps took 15.0 min when they were computed, 15.0 min of it training",
                    "the longest, 03_train, 16.7 min", "**Deviations from the paper**: 3", "0.041 becomes 0.287"):
         assert needle in page, needle

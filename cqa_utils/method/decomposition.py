@@ -1,4 +1,7 @@
-"""Where a change of ΔI comes from, and one concrete hypothesis for a negative literary effect.
+"""Where a change of ΔI comes from, which part decides its sign, and one concrete hypothesis for a negative effect.
+
+Scores are log-probabilities in nats; every function that returns a change takes the ``unit`` it is
+reported in (bits by default, as Table 1).
 
 For a pair, ΔI = I(good) − I(bad) = [log P(good|y) − log P(bad|y)] − [log P(good) − log P(bad)]:
 the conditional log-odds minus the unconditional log-odds. So per item
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cqa_utils.method.stats import unit_factor
 from cqa_utils.method.text import words as text_words
 
 #: Function words left out of the overlap measure (they are shared by any two English texts).
@@ -43,13 +47,14 @@ def content_words(text: str) -> set[str]:
     return {w for w in words(text) if w not in STOPWORDS and len(w) > 1}
 
 
-def ddi_parts(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per (epoch, item): Δ of the conditional and unconditional log-odds of good vs bad, in nats.
+def ddi_parts(scores: pd.DataFrame, unit: str = "bits") -> pd.DataFrame:
+    """Per (epoch, item): Δ of the conditional and unconditional log-odds of good vs bad, in ``unit``.
 
     ``scores`` has one row per (model, item) with ``model`` ("base" or "epoch-N"), ``epoch``, ``id``,
-    ``domain`` and the four log-probabilities. Returns ``d_cond``, ``d_uncond`` and
-    ``ddI = d_cond − d_uncond`` (equal to the Δ(ΔI) of Table 1 up to rounding).
+    ``domain`` and the four log-probabilities (nats, as scored). Returns ``d_cond``, ``d_uncond`` and
+    ``ddI = d_cond − d_uncond`` (equal to the Δ(ΔI) of Table 1 in the same unit up to rounding), and ``unit``.
     """
+    f = unit_factor(unit)
     s = scores.assign(cond=scores.logp_cond_good - scores.logp_cond_bad,
                       uncond=scores.logp_uncond_good - scores.logp_uncond_bad)
     base = s[s.model == "base"].set_index("id")
@@ -58,9 +63,9 @@ def ddi_parts(scores: pd.DataFrame) -> pd.DataFrame:
         g = g.set_index("id")
         b = base.loc[g.index]
         out.append(pd.DataFrame({"epoch": int(epoch), "id": g.index, "domain": g.domain.to_numpy(),
-                                 "d_cond": (g.cond - b.cond).to_numpy(), "d_uncond": (g.uncond - b.uncond).to_numpy()}))
+                                 "d_cond": f * (g.cond - b.cond).to_numpy(), "d_uncond": f * (g.uncond - b.uncond).to_numpy()}))
     df = pd.concat(out, ignore_index=True)
-    return df.assign(ddI=df.d_cond - df.d_uncond)
+    return df.assign(ddI=df.d_cond - df.d_uncond, unit=unit)
 
 
 def quoted_candidates(train_rows: Sequence[dict[str, Any]], n: int = 4) -> pd.DataFrame:
@@ -103,31 +108,76 @@ def option_overlap(pairs: Sequence[dict[str, Any]], targets: Sequence[str]) -> p
     return pd.DataFrame(rows)
 
 
-def explain(which: pd.DataFrame, tests: pd.DataFrame, epoch: int, alpha: float = 0.05) -> dict[str, Any]:
+PAPER_ACCOUNT = "the paper's account (conditional sharpening toward the good option: H(X|Y) changes, H(X) stays put)"
+
+
+def sign_of_effect(which: pd.DataFrame, epoch: int, unit: str, adapter: str = "CoT", domain: str = "literary") -> dict[str, Any]:
+    """Which part decides the sign of the mean Δ(ΔI), by the signed contributions (not by mean |change|).
+
+    Per item Δ(ΔI) = d_cond − d_uncond, so mean Δ(ΔI) = mean d_cond + (−mean d_uncond): the conditional part
+    contributes mean d_cond, the unconditional part −mean d_uncond. The part that decides the sign is the one
+    whose contribution has the sign of the total and is the larger of the two in that direction (when the two
+    contributions have opposite signs, the one with the total's sign; when the same, the larger). The paper's
+    account holds iff the conditional log-odds rose (mean d_cond > 0) and the conditional part decides the sign.
+    ``which``: per adapter and domain "mean d_cond", "mean d_uncond", "mean |d_cond|", "mean |d_uncond|", in
+    ``unit``. Returns the fields and a ``sentence``; ``sign_decided_by`` is None when the row is missing.
+    """
+    w = which[(which.adapter == adapter) & (which.domain == domain)]
+    if w.empty:
+        return {"sign_decided_by": None, "matches_paper": None,
+                "sentence": f"No {domain} items for the {adapter} adapter: nothing to explain."}
+    w = w.iloc[0]
+    mc, mu = float(w["mean d_cond"]), float(w["mean d_uncond"])
+    c_cond, c_unc = mc, -mu
+    total = c_cond + c_unc
+    if total == 0:
+        decider = "neither"
+    elif c_cond * total > 0 and c_unc * total > 0:  # both push the total's way: the larger decides
+        decider = "conditional" if abs(c_cond) >= abs(c_unc) else "unconditional"
+    else:  # opposite ways (or one is 0): the one with the total's sign
+        decider = "conditional" if c_cond * total > 0 else "unconditional"
+    matches = bool(mc > 0 and decider == "conditional")
+    u = unit
+    out = (f"At epoch {epoch} the {adapter} adapter's {domain} Δ(ΔI) averages {total:+.2f} {u} = mean conditional change "
+           f"({mc:+.2f} {u}) − mean unconditional change ({mu:+.2f} {u}). ")
+    if decider == "neither":
+        out += "The two parts cancel exactly: no part decides a sign. "
+    else:
+        other = "unconditional" if decider == "conditional" else "conditional"
+        mine, theirs = (c_cond, c_unc) if decider == "conditional" else (c_unc, c_cond)
+        out += (f"The sign is decided by the **{decider}** part: it contributes {mine:+.2f} {u} to the mean, the {other} "
+                f"part {theirs:+.2f} {u} (the unconditional change enters with a minus sign)"
+                + ("; both push the same way and the " + decider + " part pushes more. " if mine * theirs > 0 else
+                   "; the other part pushes the opposite way. "))
+    out += (f"This matches {PAPER_ACCOUNT}: the conditional log-odds rose and carry the sign. " if matches else
+            f"This does **not** match {PAPER_ACCOUNT}: "
+            + (f"the in-context preference for the good option fell ({mc:+.2f} {u}). " if mc <= 0 else
+               "the conditional log-odds rose, but the unconditional part decides the sign. "))
+    out += (f"How much each part moves per item (mean |change|: conditional {w['mean |d_cond|']:.2f} {u}, unconditional "
+            f"{w['mean |d_uncond|']:.2f} {u}) does not decide the sign of the mean.")
+    return {"epoch": epoch, "unit": u, "mean_ddI": total, "mean_d_cond": mc, "mean_d_uncond": mu,
+            "contribution_cond": c_cond, "contribution_uncond": c_unc, "sign_decided_by": decider,
+            "matches_paper": matches, "sentence": out}
+
+
+def explain(which: pd.DataFrame, tests: pd.DataFrame, epoch: int, alpha: float = 0.05, unit: str = "bits") -> dict[str, Any]:
     """A verdict, in words and fields, from the parts table and the quoting test (CoT adapter, literary).
 
-    ``which``: per adapter and domain the mean and mean absolute d_cond / d_uncond; ``tests``: the
-    Spearman test rows. The sentence states the sign of the literary effect, the part that moves more,
-    and whether the quoting hypothesis is supported (one-sided p < ``alpha``) or not.
+    ``which``: per adapter and domain the mean and mean absolute d_cond / d_uncond, in ``unit``; ``tests``:
+    the Spearman test rows. The sentence says which part decides the sign of the literary effect
+    (:func:`sign_of_effect`), whether that matches the paper's account, and whether the quoting hypothesis
+    is supported (one-sided p < ``alpha``) or not.
     """
-    w = which[(which.adapter == "CoT") & (which.domain == "literary")]
     t = tests[(tests.adapter == "CoT") & (tests.domain == "literary")]
-    if w.empty or t.empty:
+    sign = sign_of_effect(which, epoch, unit)
+    if sign["sign_decided_by"] is None or t.empty:
         return {"supported": None, "sentence": "No literary items for the CoT adapter: nothing to explain."}
-    w, t = w.iloc[0], t.iloc[0]
-    mean_ddi = w["mean d_cond"] - w["mean d_uncond"]
-    driver = "unconditional" if w["mean |d_uncond|"] > w["mean |d_cond|"] else "conditional"
+    t = t.iloc[0]
     rho, p = float(t["spearman(overlap_diff, ddI)"]), float(t["one-sided p (rho < 0)"])
     supported = bool(p < alpha and rho < 0)
-    sentence = (
-        f"At epoch {epoch} the literary Δ(ΔI) of the CoT adapter averages {mean_ddi:+.2f} "
-        f"(conditional part {w['mean d_cond']:+.2f}, unconditional part {w['mean d_uncond']:+.2f}); the "
-        f"**{driver}** log-odds move more (mean |change|: conditional {w['mean |d_cond|']:.2f}, unconditional "
-        f"{w['mean |d_uncond|']:.2f}; "
-        f"the unconditional part is larger in {int(w['items where |d_uncond| > |d_cond|'])} of {int(w['n'])} items). "
-        + (f"The quoting hypothesis is **supported**: pairs whose bad option shares more vocabulary with the training "
-           f"targets lose more ΔI (Spearman ρ = {rho:+.2f}, one-sided p = {p:.3f})." if supported else
-           f"The quoting hypothesis is **not supported** by this test (Spearman ρ = {rho:+.2f}, one-sided p = {p:.3f}): "
-           "vocabulary overlap with the training targets does not predict which pairs lose ΔI."))
-    return {"supported": supported, "driver": driver, "mean_ddI": mean_ddi, "rho": rho, "p": p, "epoch": epoch,
-            "sentence": sentence}
+    sentence = sign["sentence"] + " " + (
+        f"The quoting hypothesis is **supported**: pairs whose bad option shares more vocabulary with the training "
+        f"targets lose more ΔI (Spearman ρ = {rho:+.2f}, one-sided p = {p:.3f})." if supported else
+        f"The quoting hypothesis is **not supported** by this test (Spearman ρ = {rho:+.2f}, one-sided p = {p:.3f}): "
+        "vocabulary overlap with the training targets does not predict which pairs lose ΔI.")
+    return sign | {"supported": supported, "rho": rho, "p": p, "sentence": sentence}

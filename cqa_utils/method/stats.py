@@ -5,12 +5,14 @@ statistic (p-values and Cohen's d do not depend on the unit, means and intervals
 
 What each test is, exactly (so another tool can recompute it):
 
-* Wilcoxon signed-rank, one-sided (H1: fine-tuned > base), scipy with ``zero_method="pratt"`` and no
-  continuity correction; the p-value is exact (scipy's exact null distribution) when no |Δ| is zero or
-  tied, exact over all 2^n sign flips of the ranks when there are zeros or ties and n ≤ 13, and the
-  tie-corrected normal approximation otherwise. The column ``wilcoxon_method`` names which one ran.
+* Wilcoxon signed-rank, one-sided (H1: fine-tuned > base), ``zero_method="pratt"`` and no continuity
+  correction; for n ≤ 50 the p-value is exact: scipy's exact null distribution when no |Δ| is zero or
+  tied, else the exact conditional distribution over all 2^n sign flips of the midranks (counted by a
+  dynamic programme); beyond 50, scipy's tie-corrected normal approximation. The column
+  ``wilcoxon_method`` names which one ran.
 * Sign-flip permutation test of the mean (one-sided): exact over all 2^n flips for n ≤ 20, Monte Carlo
-  (seeded, with its standard error) beyond.
+  (seeded, with its standard error) beyond; ties decided relative to the values summed, not the scale.
+* NaN or inf differences raise ValueError: they never become a p-value.
 * Percentile bootstrap 95 % interval of the mean (10,000 resamples, seeded).
 * Holm's step-down adjustment over the sweep epochs of one domain.
 """
@@ -31,6 +33,7 @@ ALPHA = 0.05
 ZERO_METHOD = "pratt"
 N_BOOT = 10_000
 EXACT_FLIP_MAX_N = 20
+EXACT_SIGNED_RANK_MAX_N = 50
 N_FLIP_MC = 100_000
 PAPER_UNIT_TABLE1 = "not stated (nats or bits; 1 nat = 1.443 bits)"
 PAPER_UNIT_TABLE2 = "bits/token (stated in §4.5)"
@@ -47,18 +50,47 @@ def unit_factor(unit: str) -> float:
 
 # ------------------------------------------------------------------------------------------ one-sample tests
 
-def _wilcoxon_method(d: np.ndarray) -> tuple[Any, str]:
-    """The scipy ``method`` to request for differences ``d``, and its name.
+def _check_finite(d: np.ndarray, what: str) -> None:
+    """Refuse NaN and ±inf: a p-value is never computed from them."""
+    bad = np.flatnonzero(~np.isfinite(d))
+    if bad.size:
+        raise ValueError(f"{what}: differences not finite (NaN or inf) at positions {bad.tolist()} of {d.size}; "
+                         "no p-value is computed from them")
 
-    Chosen explicitly (the same choice scipy's "auto" makes) so the table can say which ran.
-    """
+
+def _wilcoxon_method(d: np.ndarray) -> tuple[Any, str]:
+    """The scipy ``method`` to request for differences ``d`` (None: this module's exact conditional test), and its name."""
     nz = np.abs(d[d != 0])
     ties_or_zeros = nz.size < d.size or np.unique(nz).size < nz.size
-    if not ties_or_zeros and d.size <= 50:
+    if not ties_or_zeros and d.size <= EXACT_SIGNED_RANK_MAX_N:
         return "exact", "exact"
-    if d.size <= 13:  # 2^13 < scipy's 9,999 resamples: its permutation test enumerates every sign flip
-        return sps.PermutationMethod(), "exact (all 2^n sign flips; zeros or ties)"
+    if d.size <= EXACT_SIGNED_RANK_MAX_N:
+        return None, "exact conditional (all 2^n sign flips of the midranks; zeros or ties)"
     return "asymptotic", "normal approximation (tie-corrected, no continuity correction)"
+
+
+def _pratt_ranks(d: np.ndarray) -> np.ndarray:
+    """Midranks of |d| with the zeros included in the ranking (Pratt)."""
+    return sps.rankdata(np.abs(d))
+
+
+def signed_rank_exact_p(d: Sequence[float]) -> float:
+    """Exact one-sided p = P(W+ ≥ observed) under the conditional null, with Pratt zeros and midranks.
+
+    Given the observed |d|, every non-zero item's sign is +/− with probability 1/2 under H0; the zeros
+    carry no sign. Midranks are multiples of 1/2, so doubled they are integers and the distribution of
+    2·W+ over all 2^n sign flips is counted by a dynamic programme over rank sums (n·(n+1) + 1 cells,
+    counts exact in float64 up to n = 52).
+    """
+    d = np.asarray(d, float)
+    _check_finite(d, "signed_rank_exact_p")
+    r2 = np.rint(2 * _pratt_ranks(d)).astype(int)
+    w2 = int(r2[d > 0].sum())
+    counts = np.zeros(int(r2.sum()) + 1)
+    counts[0] = 1.0
+    for k in r2[d != 0]:
+        counts[k:] = counts[k:] + counts[:-k].copy()
+    return float(counts[w2:].sum() / counts.sum())
 
 
 def wilcoxon_greater(d: Sequence[float]) -> dict[str, Any]:
@@ -68,44 +100,55 @@ def wilcoxon_greater(d: Sequence[float]) -> dict[str, Any]:
     ranking, so it still counts toward n and the other items' ranks are taken relative to the whole
     sample; Wilcox's rule (scipy's default) would drop it and test the rest as if it had never been
     observed. With no zeros (the usual case for continuous log-probabilities) both rules agree.
-    No continuity correction. Returns W+ (sum of positive ranks), p, the method used and the zero count.
+    No continuity correction. Exact for n ≤ 50: scipy's exact null without zeros or ties, else the exact
+    conditional distribution (:func:`signed_rank_exact_p`); the tie-corrected normal approximation beyond.
+    Returns W+ (sum of positive ranks), p, the method used and the zero count. NaN or inf: ValueError.
     """
     d = np.asarray(d, float)
+    _check_finite(d, "wilcoxon_greater")
     n_zero = int((d == 0).sum())
     if n_zero == d.size:
         return {"wilcoxon_W": math.nan, "wilcoxon_p": math.nan, "wilcoxon_method": "no non-zero differences",
                 "n_zero": n_zero}
     method, name = _wilcoxon_method(d)
+    if method is None:
+        w = float(_pratt_ranks(d)[d > 0].sum())
+        return {"wilcoxon_W": w, "wilcoxon_p": signed_rank_exact_p(d), "wilcoxon_method": name, "n_zero": n_zero}
     r = sps.wilcoxon(d, zero_method=ZERO_METHOD, correction=False, alternative="greater", method=method)
     return {"wilcoxon_W": float(r.statistic), "wilcoxon_p": float(r.pvalue), "wilcoxon_method": name, "n_zero": n_zero}
 
 
-def _flip_sums(x: np.ndarray) -> np.ndarray:
-    """Σ s_i x_i over all 2^len(x) sign vectors s (rows of a ±1 table built from the bits of 0..2^k−1)."""
-    k = x.size
-    bits = (np.arange(2**k)[:, None] >> np.arange(k)) & 1
-    return (1 - 2 * bits) @ x
+def _flipped_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every subset F of the items (bits of 0..2^k−1): Σ_F x and Σ_F |x|."""
+    bits = ((np.arange(2 ** x.size)[:, None] >> np.arange(x.size)) & 1).astype(float)
+    return bits @ x, bits @ np.abs(x)
 
 
 def sign_flip_p(d: Sequence[float], n_mc: int = N_FLIP_MC, seed: int = 0) -> tuple[float, float, str]:
     """One-sided sign-flip permutation p of mean(d) > 0: (p, its standard error, method).
 
-    Under H0 (differences symmetric about 0) every sign vector is equally likely. For n ≤ 20 all 2^n
-    sums are enumerated (two halves of 2^(n/2) sums added by broadcasting), p = #(sum ≥ observed)/2^n,
-    se = 0. Beyond, ``n_mc`` seeded random flips: p = (1 + #)/(n_mc + 1), se = sqrt(p(1 − p)/n_mc).
+    Under H0 (differences symmetric about 0) every sign vector is equally likely. Flipping the items of a
+    set F gives the sum Σd − 2·Σ_F d, which is ≥ the observed Σd iff Σ_F d ≤ 0. Ties are decided without
+    reference to the data's scale: Σ_F d counts as 0 when it is within rounding of the values it adds
+    (|Σ_F d| ≤ 4·n·ε·Σ_F |d|), so ±1e6 beside 1e-4 does not blur the small values. For n ≤ 20 all 2^n
+    subsets are enumerated (two halves added by broadcasting), p = #/2^n, se = 0. Beyond, ``n_mc`` seeded
+    random flips: p = (1 + #)/(n_mc + 1), se = sqrt(p(1 − p)/n_mc). NaN or inf in ``d``: ValueError.
     """
     d = np.asarray(d, float)
-    n, obs = d.size, float(d.sum())
-    tol = 1e-9 * max(1.0, float(np.abs(d).sum()))
+    _check_finite(d, "sign_flip_p")
+    n = d.size
+    rel = 4 * n * np.finfo(float).eps
     if n <= EXACT_FLIP_MAX_N:
         h = n // 2
-        total = _flip_sums(d[:h])[:, None] + _flip_sums(d[h:])[None, :]
-        return float((total >= obs - tol).sum() / 2**n), 0.0, f"exact ({2**n} sign flips)"
+        (sa, ma), (sb, mb) = _flipped_sums(d[:h]), _flipped_sums(d[h:])
+        hits = (sa[:, None] + sb[None, :]) <= rel * (ma[:, None] + mb[None, :])
+        return float(hits.sum() / 2**n), 0.0, f"exact ({2**n} sign flips)"
     rng = np.random.default_rng(seed)
     count, left = 0, n_mc
     while left:
         b = min(left, 20_000)
-        count += int(((rng.integers(0, 2, (b, n)) * 2 - 1) @ d >= obs - tol).sum())
+        flipped = rng.integers(0, 2, (b, n)).astype(float)
+        count += int((flipped @ d <= rel * (flipped @ np.abs(d))).sum())
         left -= b
     p = (1 + count) / (n_mc + 1)
     return p, math.sqrt(p * (1 - p) / n_mc), f"Monte Carlo ({n_mc} sign flips, seed {seed})"
@@ -129,6 +172,7 @@ def paired_tests(lora: Sequence[float], base: Sequence[float]) -> dict[str, Any]
     """
     a, b = np.asarray(lora, float), np.asarray(base, float)
     d = a - b
+    _check_finite(d, "paired_tests")
     sd_d, sd_a, sd_b = d.std(ddof=1), a.std(ddof=1), b.std(ddof=1)
     t2, t1 = sps.ttest_rel(a, b), sps.ttest_rel(a, b, alternative="greater")
     perm_p, perm_se, perm_method = sign_flip_p(d)
@@ -150,7 +194,8 @@ def pingouin_check(lora: Sequence[float], base: Sequence[float], ours: dict[str,
     A consistency check of how scipy is called, not an independent computation: pingouin's Wilcoxon
     and t-test call scipy. It is run with ``correction=False`` and the same ``zero_method`` and
     ``method`` as :func:`wilcoxon_greater` (pingouin's default adds a continuity correction, which
-    changes the normal-approximation p). The independent checks of the statistic are in the tests.
+    changes the normal-approximation p). With zeros or ties at 13 < n ≤ 50 scipy offers no exact
+    conditional test, so the Wilcoxon p is not compared there. The independent checks are in the tests.
     """
     import pingouin as pg  # deferred: pingouin is slow to import and only this check needs it
 
@@ -161,8 +206,12 @@ def pingouin_check(lora: Sequence[float], base: Sequence[float], ours: dict[str,
         "d_rms": float(pg.compute_effsize(a, b, paired=True, eftype="cohen")),
         "wilcoxon_p": math.nan,
     }
-    if (a != b).any():
-        method, _ = _wilcoxon_method(a - b)
+    method, _ = _wilcoxon_method(a - b)
+    if method is None and (a - b).size <= 13:  # scipy's permutation test enumerates every flip up to 2^13
+        method = sps.PermutationMethod()
+    if method is None:  # scipy has no exact conditional test at this n: p is not compared (tested by enumeration)
+        got.pop("wilcoxon_p")
+    elif (a != b).any():
         got["wilcoxon_p"] = float(pg.wilcoxon(a, b, alternative="greater", correction=False, zero_method=ZERO_METHOD,
                                               method=method)["p_val"].iloc[0])
     for k, v in got.items():  # inf and nan both mean "undefined" (no spread): pingouin says inf where we say nan
@@ -257,8 +306,10 @@ def t_mde(n: int = 20, alpha: float = ALPHA, power: float = 0.8) -> float:
     return float(brentq(lambda d: sps.nct.sf(crit, n - 1, d * math.sqrt(n)) - power, 0.0, 10.0))
 
 
-def tost_dz(d_z: float, n: int, bound: float = 0.3, alpha: float = ALPHA) -> dict[str, float]:
+def tost_dz(d_z: float, n: int, bound: float, alpha: float = ALPHA) -> dict[str, float]:
     """Equivalence test (TOST) of |δ_z| < ``bound`` from an observed d_z of n paired differences.
+
+    ``bound`` has no default: the claims take it from the declared criteria (``data/claims_criteria.csv``).
 
     Exact for bounds stated in d_z units: t = d_z·√n follows a noncentral t with n − 1 df and
     noncentrality δ·√n, so p_lower = P(T ≥ t | δ = −bound), p_upper = P(T ≤ t | δ = +bound) and the
@@ -270,6 +321,29 @@ def tost_dz(d_z: float, n: int, bound: float = 0.3, alpha: float = ALPHA) -> dic
     power = max(0.0, float(sps.t.cdf(c_hi, df) - sps.t.cdf(c_lo, df)))
     return {"p_lower": p_lower, "p_upper": p_upper, "p_tost": max(p_lower, p_upper), "power_at_zero": power,
             "bound": bound, "n": n}
+
+
+def dz_ci(d_z: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact confidence interval of the standardized mean difference δ_z from an observed d_z of n pairs.
+
+    t = d_z·√n follows a noncentral t with n − 1 df and noncentrality δ·√n; the bounds are the δ at which
+    the observed t sits at the upper and lower (1 − level)/2 tails (inverted by root finding).
+    """
+    if not math.isfinite(d_z) or n < 2:
+        raise ValueError(f"dz_ci: d_z = {d_z!r} with n = {n} has no interval")
+    df, t, a = n - 1, d_z * math.sqrt(n), (1 - level) / 2
+    span = 8.0 * math.sqrt(1 + d_z**2 / 2) / math.sqrt(n)  # about 4 standard errors of d_z either side
+    lo = brentq(lambda d: sps.nct.sf(t, df, d * math.sqrt(n)) - a, d_z - span, d_z + span)
+    hi = brentq(lambda d: sps.nct.cdf(t, df, d * math.sqrt(n)) - a, d_z - span, d_z + span)
+    return float(lo), float(hi)
+
+
+def mann_whitney_power(shift_sd: float, n1: int, n2: int, alpha: float = ALPHA, n_sim: int = 4_000,
+                       seed: int = 0) -> float:
+    """Simulated power of :func:`mann_whitney_greater` at level ``alpha`` when x ~ N(shift_sd, 1), y ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((n_sim, n1)) + shift_sd, rng.standard_normal((n_sim, n2))
+    return float((sps.mannwhitneyu(x, y, alternative="greater", axis=1).pvalue < alpha).mean())
 
 
 # ------------------------------------------------------------------------------------------ two-sample

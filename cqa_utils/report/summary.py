@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from cqa_utils.method.claims import PAPER_TRAIN_MIN, REPRODUCED, UNTESTABLE, criteria
+from cqa_utils.method.claims import PAPER_TRAIN_MIN, criteria
+from cqa_utils.method.claims import summary as claims_summary
 from cqa_utils.method.config import PAPER_REPORTED_DIR, PRIMARY_EPOCH, REPO_ROOT, SWEEP_EPOCHS, get_profile
 from cqa_utils.method.lora_arith import QWEN25_7B, decoder_dims
 from cqa_utils.method.stats import paper_table1_holm
@@ -40,14 +41,11 @@ def _minutes(s: float | None) -> str:
 
 
 def status_line(claims: pd.DataFrame) -> str:
-    """ReScience-style status: [Re] when the paper's central claim is reproduced here, [¬Re] when it is not,
-    and "not judged" when it cannot be tested (e.g. the instrument failed its positive control)."""
-    row = claims[claims.id == "literary_effect"]
-    if row.empty or row.verdict.iloc[0] == UNTESTABLE:
-        return "**Status: central claim not judged here** (see its row below for why)."
-    if row.verdict.iloc[0] == REPRODUCED:
-        return f"**Status: [Re]** in this setting: {row.verdict_detail.iloc[0]}."
-    return f"**Status: [¬Re]** in this setting: the central claim was {row.verdict_detail.iloc[0]}."
+    """ReScience-style status from the claims table (:func:`cqa_utils.method.claims.summary`): [Re] when every
+    central claim is consistent, [¬Re] when a central claim is contradicted, else inconclusive; then the
+    vocabulary of the four verdicts in one line."""
+    s = claims_summary(claims)
+    return f"**Status: {s['status']}** in this setting. {s['sentence']}\n\n*Verdicts*: {s['vocabulary']}"
 
 
 def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
@@ -55,6 +53,7 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
     claims = _load(run_dir, "09_claims", "claims.csv")
     caveats = _load(run_dir, "09_claims", "caveats.json") or []
     det = _load(run_dir, "07_positive_control", "detection.json")
+    sens = _load(run_dir, "07_positive_control", "sensitivity.json")
     mde = _load(run_dir, "05_delta_delta_i", "mde.json")
     why = _load(run_dir, "08_decomposition", "verdict.json")
     crit = criteria().set_index("id")
@@ -93,8 +92,11 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
             f"- **Deviations from the paper**: {len(dev) if dev is not None else '?'}, each with its reason: "
             "[Deviations](deviations.md).\n"]
     out.append("## Can the instrument tell?\n")
+    if sens:
+        out.append(sens["sentence"] + " ([notebook 07](07_positive_control.ipynb))")
     if det:
-        out.append(det["sentence"] + " ([notebook 07](07_positive_control.ipynb))")
+        out.append(("\nOn the items it trained on (an upper bound, gating no verdict): " if sens else "") + det["sentence"]
+                   + " ([notebook 07](07_positive_control.ipynb))")
     if mde:
         power, paper_d = mde.get("Wilcoxon power at the paper's d (as d_z)"), mde.get("paper's literary d")
         out.append(f"\nThe smallest effect this design detects with 80 % power (one-sided Wilcoxon, α = 0.05, n = {mde['n']}) is "
