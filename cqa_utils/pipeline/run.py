@@ -33,7 +33,7 @@ from cqa_utils.method.data import load_all
 from cqa_utils.method.deviations import precision_note
 from cqa_utils.method.models import accelerator_name
 from cqa_utils.method.train import clock_text
-from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
+from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, repo_relative, write_json
 from cqa_utils.pipeline.cache import step_table
 from cqa_utils.pipeline.preflight import preflight
 from cqa_utils.pipeline.reference import banner as reference_banner
@@ -199,8 +199,8 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         os.environ.update(env_before)
     manifest = {
         "profile": prof.name, "model": prof.model_id, "device": prof.device, "precision": list(precision_note(prof)),
-        "preflight": checks,
-        "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
+        "preflight": [c.replace(str(REPO_ROOT) + "/", "") for c in checks],
+        "run_dir": repo_relative(run_dir), "data": {k: repo_relative(v) for k, v in vars(data).items()},
         "standin": data.is_standin(), "params": params, "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
         "hardware": hardware(), "notebooks": stages, "steps": step_table(run_dir),
         "total_wall_s": round(time.perf_counter() - t_all, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
