@@ -34,10 +34,14 @@ def dz_ci(d_z: float, n: int, level: float = 0.95) -> tuple[float, float]:
         return math.nan, math.nan
     t, df, a = d_z * math.sqrt(n), n - 1, (1 - level) / 2
 
+    def cdf(nc: float) -> float:  # scipy returns NaN far in the tails: there the cdf is 0 or 1
+        v = float(sps.nct.cdf(t, df, nc))
+        return v if math.isfinite(v) else float(nc < t)
+
+    half = 8 * math.sqrt(1 + t * t / (2 * df))  # ~8 standard errors of the noncentrality either side of t
+
     def bound(q: float) -> float:
-        f = lambda nc: sps.nct.cdf(t, df, nc) - q  # noqa: E731  decreasing in nc
-        lo, hi = t - 10 - abs(t), t + 10 + abs(t)
-        return optimize.brentq(f, lo, hi) / math.sqrt(n)
+        return optimize.brentq(lambda nc: cdf(nc) - q, t - half, t + half) / math.sqrt(n)  # cdf falls as nc grows
 
     return bound(1 - a), bound(a)
 

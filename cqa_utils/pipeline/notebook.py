@@ -84,6 +84,6 @@ STANDIN_BANNER = ("**Stand-in data.** The paper's SNAKE-100 corpus and its bench
 
 def banner(stage: Stage) -> Any:
     """A Markdown banner naming the data and model this page's numbers come from."""
-    parts = [STANDIN_BANNER] if stage.standin else [f"Data: `{stage.data.train.parent}` (user-supplied files)."]
+    parts = [STANDIN_BANNER] if stage.standin else [f"Data: the folder `{stage.data.train.parent.name}/` (user-supplied files)."]
     parts.append(f"Profile **{stage.profile.name}**: {stage.profile.model_id} ({stage.profile.dtype}, {stage.profile.device}).")
     return Markdown("\n\n".join(parts))

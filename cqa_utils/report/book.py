@@ -63,7 +63,7 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     dev = pd.read_csv(art / "01_data" / "deviations.csv")
     page = (f"# Deviations from the paper\n\n{label}Every difference between this run and the paper's setup, and why, as computed "
             "by notebook 01 on the machine that ran it (`cqa_utils.method.deviations`); the paper's §3.4 hyperparameters are "
-            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + md_table(dev.fillna("")) + "\n")
+            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + md_table(dev.fillna("").map(rel_text)) + "\n")
     atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
     nb = pd.DataFrame(manifest["notebooks"])
     st = pd.DataFrame(manifest.get("steps", []))
@@ -193,21 +193,22 @@ def performance_figures(sections: list[dict[str, Any]]) -> list[str]:
             fig.add_bar(name=title, y=[b[1][:70] for b in sel], x=[b[2] for b in sel], orientation="h")
         fig.add_vline(x=1, line_dash="dot")
         fig.update_layout(title="Speed-up against the baseline measured in the same run (×)", height=140 + 32 * len(bars),
-                          margin={"l": 430}, yaxis={"autorange": "reversed"}, xaxis_title="× baseline")
+                          margin={"l": 430}, yaxis={"autorange": "reversed"}, xaxis_title="speed-up (× baseline)",
+                          yaxis_title="measurement (benchmark row)")
         html.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id="perf-speedups"))
     stages = [r for sec in sections if sec["id"] == "e2e" for r in sec["rows"] if not r.get("total")]
     if stages:
-        fig = go.Figure(go.Bar(x=[r["label"] for r in stages], y=[r["wall_s"] / 60 for r in stages]))
-        fig.update_layout(title="End to end: minutes per stage", yaxis_title="minutes")
+        fig = go.Figure(go.Bar(x=[_notebook_label(r["label"], short=True) for r in stages], y=[r["wall_s"] / 60 for r in stages]))
+        fig.update_layout(title="End to end: minutes per stage", yaxis_title="wall time (min)", xaxis_title="stage (notebook or command)")
         html.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id="perf-e2e"))
     return [f"\n```{{raw}} html\n{h}\n```\n" for h in html]
 
 
-def _notebook_label(label: Any) -> Any:
+def _notebook_label(label: Any, short: bool = False) -> Any:
     """A bench row's label, a notebook this book no longer has marked as such (bench files keep old names)."""
     name = str(label).split(" ")[0]
     if re.fullmatch(r"\d\d_[a-z0-9_]+", name) and name not in NOTEBOOKS:
-        return f"{label} (a notebook of that commit, no longer in this book)"
+        return f"{label} ({'since renamed' if short else 'a notebook of that commit, no longer in this book'})"
     return label
 
 
