@@ -8,8 +8,9 @@ What is checked, and on what:
   ``PosixPath(``, no absolute path (``/work/``, ``/home/``, ``/tmp/``, ``/root/``), no NaN cell, no cell ending
   in ``...`` or ``…``, no stale notebook name (e.g. ``07_figures``) presented as a page of this book, every
   plotly figure titled with unit-labelled axes (read from the figure JSON).
-* **Executed notebooks from fresh code**: the smoke-profile pipeline executes the notebooks at this commit
-  (``test_fresh_smoke_notebooks_are_clean``, marked ``pipeline``, slow); the same checks apply to every output.
+* **Executed notebooks from fresh code**: the smoke-profile pipeline test executes the notebooks at this commit
+  and ``tests/test_pipeline.py::test_book_builds_with_figures`` applies :func:`notebook_problems` to every output
+  (marked ``pipeline``, slow; it reuses that test's smoke run rather than making a second one).
 * **The shipped executed notebooks** (``reference_run/cpu/executed``) were executed by an older commit, before
   these display fixes; only re-making the reference run can change their outputs. The test runs the same checks
   on them and fails if the reference run was made after the fixes (its manifest's ``run_dir`` is relative, which
@@ -247,19 +248,6 @@ def test_book_from_the_reference_run(tmp_path):
     if os.environ.get("CQA_SKIP_BROWSER") or not any(Path(p, "chromium").exists() for p in os.environ["PATH"].split(":")):
         pytest.skip("chromium not installed: in-browser figure check skipped (static checks passed)")
     assert check(html) == []
-
-
-@pytest.mark.pipeline
-def test_fresh_smoke_notebooks_are_clean(tmp_path_factory):
-    """Executes the notebooks at this commit on the smoke profile and checks every output."""
-    from cqa_utils.pipeline.run import run_pipeline
-    from tests.conftest import small_data
-
-    root = tmp_path_factory.mktemp("fresh")
-    manifest = run_pipeline("smoke", root / "run", str(small_data(root / "data")), log=lambda *_: None, book_root=None)
-    problems = [p for n in NOTEBOOKS for p in notebook_problems(root / "run" / "executed" / f"{n}.ipynb")]
-    assert problems == []
-    assert not ABS_PATH.search(json.dumps(manifest["preflight"]))
 
 
 def test_run_records_write_paths_relative_to_the_repository():

@@ -107,7 +107,7 @@ def abstract(run_dir: Path, manifest: dict[str, Any], claims: pd.DataFrame | Non
     unit = str(t1.unit.iloc[0]) if isinstance(t1, pd.DataFrame) and "unit" in t1 and len(t1) else "bits"
     paper = pd.read_csv(PAPER_REPORTED_DIR / "table1.csv").set_index("epoch").loc[PRIMARY_EPOCH]
     model = manifest.get("model", "?")
-    kind = " (an instruction-tuned model)" if "instruct" in str(model).lower() else ""
+    kind = "the instruction-tuned " if "instruct" in str(model).lower() else ""
     paper_model = get_profile("paper", device="cuda").model_id
     data = ("stand-in data written for this replication (the paper's SNAKE-100 and its 80-item benchmark are unreleased)"
             if manifest.get("standin") else "data supplied by the user")
@@ -116,7 +116,7 @@ def abstract(run_dir: Path, manifest: dict[str, Any], claims: pd.DataFrame | Non
     out = [f"This run re-tests Zou & Xu (2026): LoRA fine-tuning on about 100 expert chain-of-thought judgments raises "
            f"the literary Δ(ΔI) (paper, epoch {PRIMARY_EPOCH}: {fmt_num(paper.literary_ddI, 2, True)}, d = "
            f"{fmt_num(paper.literary_d, 2)}, p = {fmt_p(paper.literary_wilcoxon_p)}) and leaves the factual one unchanged; "
-           f"it uses {model}{kind} instead of the paper's {paper_model} base model, on {data}, with "
+           f"it uses {kind}{model} instead of the paper's {paper_model} base model, on {data}, with "
            f"{len(seeds)} training seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})."]
     if claims is not None:
         out.append(status_line(claims).replace("**", "").rstrip(".") + f" (literary, epoch {PRIMARY_EPOCH}: "
