@@ -238,8 +238,10 @@ def test_book_from_the_reference_run(tmp_path):
         body = text.split('<article class="bd-article">')[-1].split("</article>")[0]
         problems += text_problems(body, _cells_html(body), page)
     how = (html / "book" / "how_to_change.html").read_text()
+    how_body = how.split('<article class="bd-article">')[-1].split("</article>")[0]
+    problems += text_problems(how_body, _cells_html(how_body), "how_to_change")
     assert "def paired_tests" in htmllib.unescape(re.sub(r"<[^>]+>", "", how))  # the source, generated at build time
-    for page in [p for p in NOTEBOOKS]:
+    for page in NOTEBOOKS:
         text = (html / "book" / "run" / f"{page}.html").read_text()
         assert "Parameters of this run (injected by papermill)" not in text, page  # the injected cell is removed
     assert problems == []

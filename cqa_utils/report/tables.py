@@ -51,7 +51,7 @@ def formatted(df: pd.DataFrame, digits: int = 3, digits_by: dict[str, int] | Non
 def show(df: pd.DataFrame, digits: int = 3, caption: str | None = None, digits_by: dict[str, int] | None = None) -> Any:
     """A DataFrame for display: formatted cells, no index column, wrapped text, an optional caption."""
     sty = formatted(df, digits, digits_by).style.hide(axis="index")
-    sty = sty.set_table_styles([{"selector": "td, th", "props": "white-space: normal; text-align: right;"}])
+    sty = sty.set_table_styles([{"selector": "td, th", "props": "white-space: normal; text-align: right; padding: 0.25em 0.6em;"}])
     return sty.set_caption(caption) if caption else sty
 
 
