@@ -154,9 +154,5 @@ def test_figure2_distribution_is_not_degenerate():
     assert tuned["P(good)"] == pytest.approx(1 / (1 + math.exp(-3.0)), abs=1e-12) and tuned["entropy bits"] < base_with["entropy bits"]
     assert d.loc[("base", "without"), "P(good)"] == pytest.approx(1 / (1 + math.exp(-5 / 30)), abs=1e-12)
     assert (d[["P(good)", "P(bad)"]] > 0.01).all().all()
-    fig = figures.figure2(d.reset_index(), "i")
-    assert len(fig.data) == 6
-    cap = figures.figure2_caption(d.reset_index(), "i")
-    assert "schematic" in cap and f"H(X|Y) = {base_with['entropy bits']:.3f}" in cap
     summ = figures.entropy_summary(ps, 5).set_index("model")
     assert summ.loc["base", "mean H(X|Y) bits"] == pytest.approx(base_with["entropy bits"])

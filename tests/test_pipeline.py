@@ -74,6 +74,9 @@ def test_book_builds_with_figures(base_run, tmp_path):
     html = build(strict=True, log=lambda *_: None, root=tmp_path)
     for page in ("criteria", "deviations", "09_claims", "reproducibility"):
         assert (html / "book" / "run" / f"{page}.html").exists(), page
+    from tests.test_book_report import notebook_problems  # the report's content checks on freshly executed notebooks
+
+    assert [p for n in NOTEBOOKS for p in notebook_problems(root / "run" / "executed" / f"{n}.ipynb")] == []
     from cqa_utils.report.browser_check import check
 
     if os.environ.get("CQA_SKIP_BROWSER") or not any(Path(p, "chromium").exists() for p in os.environ["PATH"].split(":")):

@@ -70,3 +70,47 @@ def test_summary_page_reads_the_runs_files(tmp_path: Path):
         assert needle in page, needle
     scope = page.split("## Scope")[1].split("##")[0]
     assert sum(ln[:1].isdigit() for ln in scope.splitlines()) == len(C.criteria())  # every declared claim, numbered
+
+
+def test_status_line_new_vocabulary_and_summary_status(monkeypatch):
+    assert "[Re]" in status_line(_claims("consistent", "consistent"))
+    assert "[¬Re]" in status_line(_claims("contradicted", "contradicted"))
+    assert "**Status: inconclusive**" in status_line(_claims("inconclusive", "inconclusive"))
+    monkeypatch.setattr(C, "summary", lambda df: {"status": "[Re]", "explanation": "because the control was detected."})
+    assert status_line(_claims("inconclusive", "x")) == "**Status: [Re]** in this setting: because the control was detected."
+
+
+def test_summary_page_with_missing_files_says_so_in_plain_lines(tmp_path: Path):
+    run = tmp_path / "run"
+    (run / "artifacts").mkdir(parents=True)
+    page = summary_page(run, {"profile": "cpu", "model": "M", "standin": True, "params": {}, "seed": 42})
+    for needle in ("This run has no claims table", "This run has no positive-control result",
+                   "This run has no minimum-detectable-effect file", "this run has no deviations file"):
+        assert needle in page, needle
+    assert "{" not in page.split("## Scope")[0] and "None" not in page
+
+
+def test_summary_prefers_held_out_sensitivity_and_new_seed_table(tmp_path: Path):
+    run = tmp_path / "run"
+    art = run / "artifacts"
+    for d in ("05_delta_delta_i", "07_positive_control"):
+        (art / d).mkdir(parents=True)
+    (art / "07_positive_control" / "sensitivity.json").write_text(json.dumps(
+        {"detected": True, "d_z": 0.9, "ci_low": 0.41, "ci_high": 1.38, "p": 0.0012, "epoch": 5, "n": 20, "signal": "s",
+         "sentence": "Held-out pairs: detected."}))
+    (art / "07_positive_control" / "detection.json").write_text(json.dumps({"d_z": 5.0, "sentence": "Superseded detection."}))
+    pd.DataFrame({"seed": [42, 43, 44, 42], "epoch": [5, 5, 5, 2]}).to_csv(art / "05_delta_delta_i" / "seed_table1.csv", index=False)
+    (art / "05_delta_delta_i" / "mde.json").write_text(json.dumps({"n": 20, "Wilcoxon MDE (d_z, simulated)": float("inf"),
+                                                                    "paper's literary d": 0.5}))
+    page = summary_page(run, {"profile": "cpu", "model": "M", "standin": True, "params": {}, "seed": 42})
+    assert "d_z = 0.90 [95 % CI 0.41, 1.38] (one-sided Wilcoxon p = 0.0012, epoch 5)" in page
+    assert "Held-out pairs: detected." in page and "Superseded" not in page
+    assert "3 training seeds (42, 43, 44)" in page
+    assert "infinite" in page
+
+
+def test_infinite_note_only_when_the_mde_is_infinite(tmp_path: Path):
+    run = tmp_path / "run"
+    (run / "artifacts" / "05_delta_delta_i").mkdir(parents=True)
+    (run / "artifacts" / "05_delta_delta_i" / "mde.json").write_text(json.dumps({"n": 20, "Wilcoxon MDE (d_z, simulated)": 0.59}))
+    assert "infinite" not in summary_page(run, {"profile": "cpu", "model": "M", "params": {}, "seed": 42})

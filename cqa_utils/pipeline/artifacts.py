@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from cqa_utils import __version__
+from cqa_utils.method.config import REPO_ROOT
 
 RUN_FORMAT = 2  # 2: expensive steps under steps/, keyed by keys.step_key
 
@@ -48,6 +49,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def repo_relative(path: Any) -> str:
+    """``path`` as written into a run's records: relative to the repository when inside it, else as given.
+
+    Manifests and records are shipped (``reference_run/``) and read on other machines: a path of the
+    machine that made them means nothing there.
+    """
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(REPO_ROOT)) if p.is_absolute() else str(p)
+    except ValueError:
+        return str(p)
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -94,7 +94,7 @@ STANDIN_BANNER = ("**Stand-in data.** The paper's SNAKE-100 corpus and its bench
 
 def banner(stage: Stage) -> Any:
     """A Markdown banner naming the data and model this page's numbers come from."""
-    parts = [STANDIN_BANNER] if stage.standin else [f"Data: `{stage.data.train.parent}` (user-supplied files)."]
+    parts = [STANDIN_BANNER] if stage.standin else [f"Data: the folder `{stage.data.train.parent.name}/` (user-supplied files)."]
     parts.append(f"Profile **{stage.profile.name}**: {stage.profile.model_id} ({stage.profile.dtype}, {stage.profile.device}).")
     if stage.profile.run_hparams:
         parts.append("§3.4 settings set for this run (the paper's values are in the Deviations chapter): "

@@ -33,7 +33,7 @@ from cqa_utils.method.data import load_all
 from cqa_utils.method.deviations import precision_note
 from cqa_utils.method.models import accelerator_name
 from cqa_utils.method.timefmt import clock_text
-from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, write_json
+from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, repo_relative, write_json
 from cqa_utils.pipeline.cache import STEP_RECORD, current_components, step_table
 from cqa_utils.pipeline.keys import KEY_SCHEME, PACKAGE_DIR, differences
 from cqa_utils.pipeline.preflight import preflight
@@ -204,8 +204,8 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         os.environ.update(env_before)
     manifest = {
         "profile": prof.name, "model": prof.model_id, "device": prof.device, "precision": list(precision_note(prof)),
-        "preflight": checks,
-        "run_dir": str(run_dir), "data": {k: str(v) for k, v in vars(data).items()},
+        "preflight": [c.replace(str(REPO_ROOT) + "/", "") for c in checks],
+        "run_dir": repo_relative(run_dir), "data": {k: repo_relative(v) for k, v in vars(data).items()},
         "standin": data.is_standin(), "params": params,
         "hparams": dict(prof.run_hparams), "seed": prof.hparams.seed, "git": git_info(), "versions": versions(),
         "hardware": hardware(), "notebooks": stages, "steps": step_table(run_dir),

@@ -6,6 +6,8 @@ rendered as MyST pages from saved files; nothing about the run is recomputed at 
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import re
 import shutil
@@ -19,15 +21,17 @@ import pandas as pd
 import plotly
 import plotly.graph_objects as go
 
+from cqa_utils.method import scoring, stats
 from cqa_utils.method.claims import criteria
-from cqa_utils.method.config import REPO_ROOT
+from cqa_utils.method.config import PAPER, REPO_ROOT, PaperHParams
 from cqa_utils.pipeline.artifacts import atomic_write, write_json
 from cqa_utils.pipeline.reference import REFERENCE_DIR
 from cqa_utils.pipeline.run import NOTEBOOKS, publish
+from cqa_utils.report.display import fmt_value, rel_path, rel_text
 from cqa_utils.report.markdown import md_table
 from cqa_utils.report.summary import summary_page
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md", "book/how_to_change.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
                 "07_positive_control": 1, "08_decomposition": 2, "09_claims": 3}
 
@@ -46,7 +50,11 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     art = Path(run_dir) / "artifacts"
     label = (book_run / "REFERENCE.md").read_text() + "\n" if (book_run / "REFERENCE.md").exists() else ""
     page = summary_page(run_dir, manifest)
-    atomic_write(book_run / "summary.md", lambda p: p.write_text(page.replace("\n", "\n\n" + label, 1) if label else page))
+    if label:  # the first screen keeps the verdict: one line on top, the full reference-run note after the claims
+        page = page.replace("\n", "\n\n*This page shows the reference run shipped with the repository; its commit, machine and "
+                            "what changed since are in the note below the claims.*\n", 1)
+        page = page.replace("\n## Scope", "\n" + label + "\n## Scope", 1)
+    atomic_write(book_run / "summary.md", lambda p: p.write_text(page))
     crit = criteria()[["id", "claim", "section", "paper_value", "test", "threshold", "why", "failure"]]
     page = ("# Claim criteria, declared before the results\n\nEach claim of the paper that this replication tests, the test, "
             "the threshold and what counts as failure, fixed in `data/claims_criteria.csv` before any result was computed. "
@@ -55,18 +63,27 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     dev = pd.read_csv(art / "01_data" / "deviations.csv")
     page = (f"# Deviations from the paper\n\n{label}Every difference between this run and the paper's setup, and why, as computed "
             "by notebook 01 on the machine that ran it (`cqa_utils.method.deviations`); the paper's §3.4 hyperparameters are "
-            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + md_table(dev.fillna("")) + "\n")
+            "otherwise reproduced exactly (notebook 03 prints them side by side).\n\n" + md_table(dev.fillna("").map(rel_text)) + "\n")
     atomic_write(book_run / "deviations.md", lambda p: p.write_text(page))
     nb = pd.DataFrame(manifest["notebooks"])
     st = pd.DataFrame(manifest.get("steps", []))
     ver = pd.DataFrame(sorted(manifest["versions"].items()), columns=["package", "version"])
-    hw = pd.DataFrame(sorted((k, str(v)) for k, v in manifest["hardware"].items()), columns=["", "value"])
-    git = manifest["git"]
-    page = (f"# Reproducibility\n\n{label}From `manifest.json` of the run in `{manifest['run_dir']}` (finished {manifest['finished']}).\n\n"
-            f"- profile: **{manifest['profile']}** ({manifest['model']}); seed {manifest['seed']}\n"
+    hw = pd.DataFrame(sorted((k, fmt_value(v)) for k, v in manifest["hardware"].items()), columns=["", "value"])
+    git = manifest.get("git") or {}
+    params = manifest.get("params") or {}
+    nb = nb.rename(columns={"wall_s": "wall time (s)"})
+    st = st.drop(columns=[c for c in ("function", "key") if c in st]).rename(columns={"wall_s": "compute time (s)"})
+    if "reused" in st:
+        st["reused"] = st.reused.map({True: "yes", False: "no"})
+    page = (f"# Reproducibility\n\n{label}From `manifest.json` of the run in `{rel_path(manifest.get('run_dir', '?'))}` "
+            f"(finished {str(manifest.get('finished', '?')).replace('T', ' ')}).\n\n"
+            f"- profile: **{manifest['profile']}** ({manifest['model']}); seed {manifest.get('seed', '?')}\n"
             f"- git commit: `{git.get('commit')}`{' (with uncommitted changes)' if git.get('dirty') else ''}\n"
-            f"- data: {', '.join(f'`{v}`' for v in manifest['data'].values())}\n"
-            f"- parameters: `{json.dumps(manifest['params'])}`\n- total wall time: {manifest['total_wall_s']:.0f} s\n\n"
+            f"- data: {', '.join(f'`{rel_path(v)}`' for v in manifest.get('data', {}).values())}\n"
+            "- parameters: " + (", ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in params.items()) if params
+                                else "the notebooks' defaults (none set on the command line)") + "\n"
+            + "".join(f"- preflight: {rel_text(c)}\n" for c in manifest.get("preflight", []))
+            + f"- total wall time: {manifest['total_wall_s']:.0f} s\n\n"
             "To re-run exactly this: `cqa run --profile " + manifest["profile"] + "` then `cqa book`.\n\n"
             f"## Wall time per notebook\n\n{md_table(_fmt(nb, 1))}\n\n"
             "## Expensive steps computed or reused\n\nEvery notebook is re-executed on each run; an expensive step (training, "
@@ -76,9 +93,40 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
             f"{md_table(_fmt(st, 1)) if len(st) else '(none)'}\n\n"
             f"## Package versions\n\n{md_table(ver)}\n\n## Hardware\n\n{md_table(hw)}\n")
     atomic_write(book_run / "reproducibility.md", lambda p: p.write_text(page))
-    perf, n_figs = performance_page()
+    atomic_write(book_run / "sources.md", lambda p: p.write_text(sources_page()))
+    perf, n_figs = performance_page(manifest)
     atomic_write(book_run / "performance.md", lambda p: p.write_text(perf))
     return {"performance": n_figs}
+
+
+#: The functions the notebooks call for the test, the scoring convention and the settings, shown in full in the
+#: "How to change things" chapter (their source is read when the book is built, so it never goes stale).
+SOURCE_SHOWN = ((stats.paired_tests, "the per-domain paired tests behind Table 1 (notebook 05)"),
+                (stats.wilcoxon_greater, "the one-sided Wilcoxon signed-rank test"),
+                (stats.item_deltas, "per-pair ΔI and Δ(ΔI) from the four log-probabilities"),
+                (scoring.split_boundary, "the context/continuation boundary convention of the scoring"),
+                (scoring.pair_requests, "the four log-probabilities scored per benchmark pair"))
+
+
+def hparams_table() -> pd.DataFrame:
+    """Every §3.4 setting: its name, the paper's value and where the value comes from (the field's help)."""
+    return pd.DataFrame([{"setting": f.name, "value": fmt_value(getattr(PAPER, f.name)), "source": f.metadata.get("help", "")}
+                         for f in dataclasses.fields(PaperHParams)])
+
+
+def sources_page() -> str:
+    """The generated part of the "How to change things" chapter: the settings table and the source of the key
+    functions, read from the package when the book is built."""
+    out = ["## The settings and where each comes from\n",
+           "The paper's §3.4 values as `cqa_utils/method/config.py` declares them (`PaperHParams`); *assumption* marks "
+           "a value the paper does not state.\n", md_table(hparams_table()) + "\n",
+           "## The source of the functions the notebooks call\n"]
+    for fn, what in SOURCE_SHOWN:
+        path = Path(inspect.getsourcefile(fn)).resolve().relative_to(REPO_ROOT)
+        line = inspect.getsourcelines(fn)[1]
+        out.append(f"### `{fn.__module__}.{fn.__name__}`\n\n{what.capitalize()}; `{path}`, line {line}.\n\n"
+                   f"```python\n{inspect.getsource(fn).rstrip()}\n```\n")
+    return "\n".join(out)
 
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -145,29 +193,65 @@ def performance_figures(sections: list[dict[str, Any]]) -> list[str]:
             fig.add_bar(name=title, y=[b[1][:70] for b in sel], x=[b[2] for b in sel], orientation="h")
         fig.add_vline(x=1, line_dash="dot")
         fig.update_layout(title="Speed-up against the baseline measured in the same run (×)", height=140 + 32 * len(bars),
-                          margin={"l": 430}, yaxis={"autorange": "reversed"}, xaxis_title="× baseline")
+                          margin={"l": 430}, yaxis={"autorange": "reversed"}, xaxis_title="speed-up (× baseline)",
+                          yaxis_title="measurement (benchmark row)")
         html.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id="perf-speedups"))
     stages = [r for sec in sections if sec["id"] == "e2e" for r in sec["rows"] if not r.get("total")]
     if stages:
-        fig = go.Figure(go.Bar(x=[r["label"] for r in stages], y=[r["wall_s"] / 60 for r in stages]))
-        fig.update_layout(title="End to end: minutes per stage", yaxis_title="minutes")
+        fig = go.Figure(go.Bar(x=[_notebook_label(r["label"], short=True) for r in stages], y=[r["wall_s"] / 60 for r in stages]))
+        fig.update_layout(title="End to end: minutes per stage", yaxis_title="wall time (min)", xaxis_title="stage (notebook or command)")
         html.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id="perf-e2e"))
     return [f"\n```{{raw}} html\n{h}\n```\n" for h in html]
+
+
+def _notebook_label(label: Any, short: bool = False) -> Any:
+    """A bench row's label, a notebook this book no longer has marked as such (bench files keep old names)."""
+    name = str(label).split(" ")[0]
+    if re.fullmatch(r"\d\d_[a-z0-9_]+", name) and name not in NOTEBOOKS:
+        return f"{label} ({'since renamed' if short else 'a notebook of that commit, no longer in this book'})"
+    return label
 
 
 def section_table(sec: dict[str, Any]) -> pd.DataFrame:
     """A section's rows for display: label first, the baseline marked, row ids left out."""
     df = pd.DataFrame(sec["rows"]).drop(columns=["id", "total"], errors="ignore")
+    df["label"] = df["label"].map(_notebook_label)
     if sec.get("baseline"):
-        df["label"] = [f"{r['label']} (baseline)" if r["id"] == sec["baseline"] else r["label"] for r in sec["rows"]]
+        df["label"] = [f"{lab} (baseline)" if r["id"] == sec["baseline"] else lab for r, lab in zip(sec["rows"], df["label"])]
     return df[["label"] + [c for c in df if c != "label"]].apply(lambda c: c.map(_cell))
 
 
-def performance_page() -> tuple[str, int]:
-    """The Performance appendix (newest benchmark results as tables and bar charts, goals first); its figure count."""
-    head = ("# Performance\n\nMeasured by `cqa bench` (see `bench/README.md`); figures are ratios against a baseline "
-            "measured in the same run. Each goal was judged by the bench when it measured the section, and is shown "
-            "as the results file records it.\n\n")
+def run_section(manifest: dict[str, Any] | None) -> str:
+    """The Performance appendix's first part: the run this book shows (its commit, machine, date and the compute
+    time of each expensive step when it was computed), from its manifest; nothing from another run."""
+    if not manifest:
+        return "## The run this book shows\n\nThis book was built without a run manifest: no run timings to show.\n\n"
+    git = manifest.get("git") or {}
+    hw = manifest.get("hardware") or {}
+    steps = pd.DataFrame(manifest.get("steps") or [])
+    dirty = " (with uncommitted changes)" if git.get("dirty") else ""
+    commit = f"`{git['commit'][:7]}`{dirty}" if git.get("commit") else "an unknown commit"
+    gpu = f", GPU {hw['cuda']}" if hw.get("cuda") else ", no GPU"
+    out = (f"## The run this book shows\n\nProfile `{manifest.get('profile')}` ({manifest.get('model')}), code {commit}, "
+           f"finished {str(manifest.get('finished', '?')).replace('T', ' ')} on {hw.get('cpu', '?')} "
+           f"({hw.get('cpu_count', '?')} cores{gpu}). Executing its notebooks took {manifest.get('total_wall_s', 0):.0f} s, "
+           "reusing the expensive steps below; each shows the compute time it took when it was computed.\n\n")
+    if len(steps) and "wall_s" in steps:
+        tab = pd.DataFrame({"step": steps.step, "notebook": steps.get("notebook", ""),
+                            "compute time (min)": (steps.wall_s / 60).map(lambda v: f"{v:.1f}"),
+                            "computed": steps.get("finished", pd.Series([""] * len(steps))).astype(str).str.replace("T", " "),
+                            "reused in this run": steps.get("reused", pd.Series([None] * len(steps))).map(MET)})
+        out += md_table(tab) + f"\n\nIn all: {steps.wall_s.sum() / 60:.1f} min of computation.\n\n"
+    return out
+
+
+def performance_page(manifest: dict[str, Any] | None = None) -> tuple[str, int]:
+    """The Performance appendix (the run the book shows, then the newest benchmark results as tables and bar
+    charts, goals first); its figure count."""
+    head = ("# Performance\n\n" + run_section(manifest) + "## Benchmarks\n\nMeasured by `cqa bench` (see `bench/README.md`), "
+            "each on the commit and machine named with it, which need not be the run's above; figures are ratios against a "
+            "baseline measured in the same benchmark. Each goal was judged by the bench when it measured the section, and "
+            "is shown as the results file records it.\n\n")
     found = newest_sections()
     stale = results_files()[1]
     note = (f"Not shown, in an older results format: {', '.join(f'`bench/results/{p.name}`' for p in stale)} "
@@ -228,6 +312,8 @@ def build(strict: bool = True, log=print, root: Path = REPO_ROOT, reference: boo
             for o in cell.get("outputs", []):
                 if o.get("output_type") == "error":
                     raise RuntimeError(f"{n}.ipynb holds an error output ({o.get('ename')}): fix and re-run before building")
+    for n in NOTEBOOKS:
+        remove_injected_parameters(book_run / f"{n}.ipynb")
     generated = render_pages(run_dir, manifest, book_run)
     copy_plotly_js(root)
     exe = Path(sys.executable).parent / "jupyter-book"
@@ -248,6 +334,20 @@ def build(strict: bool = True, log=print, root: Path = REPO_ROOT, reference: boo
                {"wall_s": time.perf_counter() - t0, "run_dir": str(run_dir), "run_total_wall_s": manifest.get("total_wall_s")})
     log(f"book built: {html / 'index.html'}")
     return html
+
+
+def remove_injected_parameters(path: Path) -> None:
+    """Drop papermill's injected-parameters cell from the book's page (tag ``remove-cell``): it holds the run's own
+    paths; the values a run was given are on the Reproducibility page, the defaults in the folded cell above."""
+    nb = json.loads(path.read_text())
+    changed = False
+    for cell in nb["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        atomic_write(path, lambda p: p.write_text(json.dumps(nb, indent=1, ensure_ascii=False)))
 
 
 def check_html(html: Path, generated: dict[str, int] | None = None) -> list[str]:
