@@ -39,7 +39,7 @@ def test_status_line_three_ways():
     assert "**Status: inconclusive**" in status_line(_claims(C.INCONCLUSIVE, "inconclusive: underpowered"))
     assert "**Status: inconclusive**" in status_line(_claims(C.UNTESTABLE, "cannot be tested here"))
     assert "**Status: [¬Re]**" in status_line(_claims(C.CONSISTENT, "consistent", others=C.CONTRADICTED))
-    assert "contradicted: the data exclude" in status_line(_claims(C.CONSISTENT, "consistent"))  # the vocabulary
+    assert "factual_null — consistent" in status_line(_claims(C.CONSISTENT, "consistent"))  # names the central claims
 
 
 def test_summary_page_reads_the_runs_files(tmp_path: Path):
@@ -63,7 +63,7 @@ def test_summary_page_reads_the_runs_files(tmp_path: Path):
                 "notebooks": [{"notebook": "03_train", "wall_s": 1000.0}, {"notebook": "05_delta_delta_i", "wall_s": 5.0}],
                 "steps": [{"step": "train-cot", "wall_s": 900.0}], "params": {}, "seed": 42}
     page = summary_page(run, manifest)
-    for needle in ("[¬Re]", "d_z = 1.50", "d_z = 0.71", "an upper bound, gating no verdict",
+    for needle in ("[¬Re]", "d_z = 1.50", "d_z = 0.71", "an upper bound, gating no verdict", C.MEANING[C.CONTRADICTED],
                    "0.61", "0.65", "7.77", "One caveat.", "CPU-X", "took 20.6 min in this run",
                    "steps took 15.0 min when they were computed, 15.0 min of it training",
                    "the longest, 03_train, 16.7 min", "**Deviations from the paper**: 3", "0.041 becomes 0.287"):
@@ -76,8 +76,8 @@ def test_status_line_new_vocabulary_and_summary_status(monkeypatch):
     assert "[Re]" in status_line(_claims("consistent", "consistent"))
     assert "[¬Re]" in status_line(_claims("contradicted", "contradicted"))
     assert "**Status: inconclusive**" in status_line(_claims("inconclusive", "inconclusive"))
-    monkeypatch.setattr(C, "summary", lambda df: {"status": "[Re]", "explanation": "because the control was detected."})
-    assert status_line(_claims("inconclusive", "x")) == "**Status: [Re]** in this setting: because the control was detected."
+    monkeypatch.setattr(C, "summary", lambda df: {"status": "[Re]", "sentence": "Because the control was detected."})
+    assert status_line(_claims("inconclusive", "x")) == "**Status: [Re]** in this setting. Because the control was detected."
 
 
 def test_summary_page_with_missing_files_says_so_in_plain_lines(tmp_path: Path):
@@ -104,7 +104,8 @@ def test_summary_prefers_held_out_sensitivity_and_new_seed_table(tmp_path: Path)
                                                                     "paper's literary d": 0.5}))
     page = summary_page(run, {"profile": "cpu", "model": "M", "standin": True, "params": {}, "seed": 42})
     assert "d_z = 0.90 [95 % CI 0.41, 1.38] (one-sided Wilcoxon p = 0.0012, epoch 5)" in page
-    assert "Held-out pairs: detected." in page and "Superseded" not in page
+    assert "Held-out pairs: detected." in page
+    assert "(an upper bound, gating no verdict): Superseded detection." in page  # the seen-items control, labelled
     assert "3 training seeds (42, 43, 44)" in page
     assert "infinite" in page
 

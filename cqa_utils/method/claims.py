@@ -33,10 +33,16 @@ from cqa_utils.method.config import DATA_DIR
 CRITERIA_PATH = DATA_DIR / "claims_criteria.csv"
 CONSISTENT, CONTRADICTED, INCONCLUSIVE, UNTESTABLE = "consistent", "contradicted", "inconclusive", "cannot be tested here"
 VERDICTS = (CONSISTENT, CONTRADICTED, INCONCLUSIVE, UNTESTABLE)
-VOCABULARY = ("consistent: the paper's pattern appears under the declared test; contradicted: the data exclude the "
-              "paper's pattern and the instrument was shown able to see it; inconclusive: neither, and the row says why "
-              "(underpowered, instrument not shown sensitive on unseen items, or verdicts differing between seeds); "
-              "cannot be tested here: this run lacks an input the test needs.")
+#: What each verdict means (the one definition; the book prints it from here).
+MEANING = {CONSISTENT: "the paper's pattern appears under the declared test",
+           CONTRADICTED: "the data exclude the paper's pattern and the instrument was shown able to see it",
+           INCONCLUSIVE: "neither, and the row says why (underpowered, instrument not shown sensitive on unseen items, or "
+                         "verdicts differing between seeds)",
+           UNTESTABLE: "this run lacks an input the test needs"}
+VOCABULARY = "; ".join(f"{k}: {v}" for k, v in MEANING.items()) + "."
+#: The summary's status words (see :func:`summary`).
+STATUS_MEANING = ("[Re]: every central claim is consistent; [¬Re]: a central claim is contradicted; "
+                  "inconclusive: neither")
 COLUMNS = ["id", "claim", "section", "paper_says", "paper_value", "test", "threshold", "params", "gate", "per_seed", "central",
            "why", "consistent", "contradicted", "inconclusive", "untestable", "inputs"]
 HELD_OUT = "held-out control"

@@ -348,6 +348,14 @@ def tag_parameter_cells(path: Path) -> None:
     atomic_write(path, lambda p: nbformat.write(nb, p))
 
 
+def missing_chapter(notebook: str, run_dir: Path) -> str:
+    """The page shown for a notebook that the shipped run predates."""
+    commit = (json.loads((Path(run_dir) / "manifest.json").read_text()).get("git") or {}).get("commit", "")[:8]
+    return (f"# {notebook.split('_', 1)[1].replace('_', ' ').capitalize()}\n\nThis chapter is not in the run this book shows: "
+            f"that run was made at commit `{commit}`, before notebook `{notebook}` existed. `make all` (or "
+            f"`cqa run --only {notebook}`) executes it; the next shipped reference run will include it.")
+
+
 def publish(run_dir: Path, book_root: Path = REPO_ROOT, reference: bool = False) -> Path:
     """Place the executed notebooks and the manifest where the book reads them (``<book_root>/book/run``).
 
@@ -359,7 +367,15 @@ def publish(run_dir: Path, book_root: Path = REPO_ROOT, reference: bool = False)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for n in NOTEBOOKS:
-        shutil.copy2(run_dir / "executed" / f"{n}.ipynb", tmp / f"{n}.ipynb")
+        src = run_dir / "executed" / f"{n}.ipynb"
+        if src.exists():
+            shutil.copy2(src, tmp / f"{n}.ipynb")
+        elif reference:  # a chapter added after the reference run was made: say so instead of a stale page
+            nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(missing_chapter(n, run_dir))]),
+                           tmp / f"{n}.ipynb")
+        else:
+            raise FileNotFoundError(f"{src.relative_to(run_dir.parent) if run_dir.parent in src.parents else src.name} is missing: "
+                                    "the run did not execute every notebook; run `cqa run` again (finished steps are reused)")
     for f in ("manifest.json",):
         shutil.copy2(run_dir / f, tmp / f)
     (tmp / "RUN_DIR").write_text(str(run_dir))

@@ -11,6 +11,7 @@ import math
 import re
 from typing import Any
 
+from cqa_utils.method import claims as C
 from cqa_utils.method.config import REPO_ROOT
 
 #: Folders of this repository a path may pass through on another machine: the path is shown from there.
@@ -23,16 +24,11 @@ _ABS = re.compile(r"(?<![\w.~-])/(?:[\w.+~-]+/)*[\w.+~-]+")
 VERDICT_LABEL = {"consistent": "consistent", "contradicted": "contradicted", "inconclusive": "inconclusive",
                  "cannot be tested here": "cannot be tested here",
                  "reproduced": "consistent", "not reproduced": "not consistent"}
-#: What each shown word means, in one line each (the summary prints those that occur).
-VERDICT_MEANING = {
-    "consistent": "this run shows the paper's pattern by the declared criterion",
-    "contradicted": "this run shows the opposite, or a clear absence, by the declared criterion",
-    "inconclusive": "the test could not tell at this sample size",
-    "not consistent": "the declared criterion was not met (a run older than the contradicted/inconclusive split)",
-    "cannot be tested here": "the claim needs data, hardware or experiments this replication does not have",
-}
-#: ReScience status marks, in words.
-STATUS_MEANING = "[Re]: the central claim was reproduced in this setting; [¬Re]: it was not; inconclusive: the test could not tell"
+#: What each shown word means, in one line each (the summary prints those that occur): the claims module's
+#: definitions, plus the word only old runs have.
+VERDICT_MEANING = {**C.MEANING,
+                   "not consistent": "the declared criterion was not met (a run older than the contradicted/inconclusive split)"}
+STATUS_MEANING = C.STATUS_MEANING
 
 
 def verdict_label(word: Any) -> str:
