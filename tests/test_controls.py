@@ -178,9 +178,9 @@ def test_sensitivity_not_detected_falls_back_to_good_options():
     s = C.sensitivity(_items(mixed, "good"), 5, mde=_mde)
     assert s["detected"] is False and s["signal"] == "good options" and s["p"] > 0.05
     assert "does not detect" in s["sentence"] and "good-option control" in s["sentence"]
-    # significant the wrong way is not a detection
-    s = C.sensitivity(_items([-abs(x) - 0.1 for x in mixed], "good"), 5, mde=_mde)
-    assert s["d_z"] < 0 and s["detected"] is False
+    # most ranks positive (Wilcoxon p < 0.05) but one huge fall makes the mean, and d_z, negative: not a detection
+    s = C.sensitivity(_items([0.1 * i for i in range(1, 20)] + [-1000.0], "good"), 5, mde=_mde)
+    assert s["p"] < 0.05 and s["d_z"] < 0 and s["detected"] is False
 
 
 def test_sensitivity_not_computable_is_null():
@@ -191,6 +191,35 @@ def test_sensitivity_not_computable_is_null():
         assert "could not be computed" in s["sentence"]
     # seen rows never count
     assert C.sensitivity(_items([1.0, 2.0, 3.0] * 7, "good").assign(seen=True), 5, mde=_mde)["detected"] is None
+
+
+# ------------------------------------------------------------------------------------------ extra seeds' early stop
+
+def test_stopping_after_an_epoch_keeps_the_full_schedule(tmp_path):
+    """Extra seeds stop after epoch 5 of 12 (`extra_seed_epochs`); their learning rate must follow the 12-epoch
+    warm-up and cosine curve, not a schedule compressed into the epochs that run. Checked against the curve by hand."""
+    from cqa_utils.method.config import get_profile
+    from cqa_utils.pipeline.cache import refresh_smoke_model
+    from cqa_utils.pipeline.train_step import train_adapter
+
+    prof = get_profile("smoke")
+    refresh_smoke_model(prof)
+    rows = data.preference_rows(CAL[:5])
+    train_adapter(tmp_path, prof, rows[:4], rows[4:], stop_after_epoch=2, progress=lambda *_: None)
+    hp = prof.hparams
+    logged = [(e["step"], e["learning_rate"]) for e in json.loads((tmp_path / "log_history.json").read_text()) if "learning_rate" in e]
+    per_epoch = 4 // (hp.per_device_train_batch_size * hp.gradient_accumulation_steps)
+
+    def cosine(t: int, total: int) -> float:  # the learning rate of optimiser step t + 1 (transformers' cosine with warm-up)
+        warm = math.ceil(hp.warmup_ratio * total)
+        if t < warm:
+            return hp.learning_rate * t / warm
+        return hp.learning_rate * 0.5 * (1 + math.cos(math.pi * (t - warm) / (total - warm)))
+
+    assert [s for s, _ in logged] == list(range(1, 2 * per_epoch + 1))  # two epochs ran, no more
+    full, short = hp.num_train_epochs * per_epoch, 2 * per_epoch
+    assert [lr for _, lr in logged] == pytest.approx([cosine(s - 1, full) for s, _ in logged], rel=1e-9, abs=1e-12)
+    assert [lr for _, lr in logged] != pytest.approx([cosine(s - 1, short) for s, _ in logged], rel=1e-3)
 
 
 # ------------------------------------------------------------------------------------------ smoke run of notebook 07
