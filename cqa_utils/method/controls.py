@@ -371,14 +371,16 @@ def controls_figure(table: pd.DataFrame, primary_epoch: int = 5) -> go.Figure:
     order = [s for s in ("good", "cot", "bad", "neutral", "seen") if s in set(table.signal)]
     at = table[table.epoch == primary_epoch]
     marks = {"literary": "circle", "factual": "diamond"}
+    shift = {d: 0.12 * (j - (len(doms) - 1) / 2) for j, d in enumerate(doms)}  # domains side by side at each control
     for j, dom in enumerate(doms):
         g = at[at.domain == dom].set_index("signal").reindex(order).dropna(subset=["mean_ddI_bits"])
         fig.add_trace(go.Scatter(
-            x=[LABELS[s] for s in g.index], y=g.mean_ddI_bits, mode="markers", name=f"{dom} pairs (mean, 95 % CI)",
+            x=[order.index(s) + shift[dom] for s in g.index], y=g.mean_ddI_bits, mode="markers",
+            name=f"{dom} pairs (mean, 95 % CI)", customdata=[LABELS[s] for s in g.index],
             marker=dict(symbol=marks.get(dom, "circle"), size=10, color="#34495e" if j == 0 else "#85929e"),
             error_y=dict(type="data", symmetric=False, array=g.ci_high - g.mean_ddI_bits, arrayminus=g.mean_ddI_bits - g.ci_low),
-            offsetgroup=dom, legendgroup="domains",
-            hovertemplate="%{x}<br>mean Δ(ΔI) = %{y:.2f} bits<extra>" + dom + "</extra>"), row=1, col=1)
+            hovertemplate="%{customdata}<br>mean Δ(ΔI) = %{y:.2f} bits<extra>" + dom + "</extra>"), row=1, col=1)
+    fig.update_xaxes(tickvals=list(range(len(order))), ticktext=[LABELS[s].replace(" (", "<br>(") for s in order], row=1, col=1)
     for j, dom in enumerate(doms):
         for s in order:
             g = table[(table.domain == dom) & (table.signal == s)].sort_values("epoch")
@@ -394,9 +396,9 @@ def controls_figure(table: pd.DataFrame, primary_epoch: int = 5) -> go.Figure:
             fig.update_xaxes(title_text="epoch", row=1, col=c)
             fig.update_yaxes(title_text="d_z (mean/sd of Δ(ΔI), no unit)", row=1, col=c)
     fig.update_yaxes(title_text="mean Δ(ΔI) (bits)", row=1, col=1)
-    fig.update_xaxes(title_text="control (what its adapter was trained on)", row=1, col=1)
     fig.update_layout(title="Held-out controls: positive (good options, CoT judgments), negative (bad options), null "
                             "(neutral text) and the seen-items upper bound; each pair scored by an adapter that never saw it "
                             "(except the upper bound)",
-                      template="plotly_white", legend=dict(orientation="h", y=-0.3), height=520, title_font_size=13)
+                      template="plotly_white", legend=dict(orientation="h", y=-0.28), height=560, title_font_size=13,
+                      margin=dict(b=150))
     return fig
