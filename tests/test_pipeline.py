@@ -34,7 +34,14 @@ def _reused(manifest: dict) -> dict[str, bool]:
 
 
 STEPS = {"prescreen", "train-cot", "train-no-reasoning", "sweep-cot", "sweep-no-reasoning", "train-control", "sweep-control",
-         "sweep-cot-all", "sweep-cot-calibration", "train-scale-10"}
+         "sweep-cot-all", "sweep-cot-calibration", "train-scale-10",
+         *(f"{k}-cot-seed{s}" for k in ("train", "sweep") for s in (43, 44)),
+         *(f"{k}-control-{sig}-f{f}" for k in ("train", "sweep") for sig in ("good", "bad") for f in (0, 1))}
+OPTIONAL = ("train-control-cot", "sweep-control-cot", "train-control-neutral", "sweep-control-neutral")  # when their files exist
+
+
+def _steps(manifest: dict) -> set[str]:
+    return {s for s in _reused(manifest) if not s.startswith(OPTIONAL)}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +68,7 @@ def test_end_to_end(base_run):
     assert len(claims) >= 10 and claims.verdict.notna().all()
     assert sorted(complete_checkpoints(run / "steps" / "train-cot" / "checkpoints")) == list(range(1, 13))
     assert sorted(complete_checkpoints(run / "steps" / "train-no-reasoning" / "checkpoints")) == [1, 2, 3, 4, 5]
-    assert set(_reused(m)) == STEPS and not any(_reused(m).values())
+    assert _steps(m) == STEPS and not any(_reused(m).values())
 
 
 def test_book_builds_with_figures(base_run, tmp_path):
@@ -87,7 +94,7 @@ def test_book_builds_with_figures(base_run, tmp_path):
 def test_rerun_reuses_every_step(base_run):
     root, data, _, _ = base_run
     m = _run(root / "run", data)
-    assert set(_reused(m)) == STEPS and all(_reused(m).values()), _reused(m)
+    assert _steps(m) == STEPS and all(_reused(m).values()), _reused(m)
 
 
 def test_a_notebook_edited_by_hand_takes_effect_on_the_next_run(base_run, tmp_path, monkeypatch):
@@ -160,14 +167,25 @@ def test_killed_training_resumes_and_matches_uninterrupted_run(base_run, tmp_pat
     pd.testing.assert_frame_equal(a[num], b[num], rtol=0, atol=1e-6)
 
 
-def test_extra_seeds_train_and_report_their_spread(base_run):
-    """`-p seeds='[42, 43]'`: one more CoT adapter, scored, and the spread across seeds in 05."""
+def test_extra_seeds_train_to_their_stop_and_report_their_spread(base_run):
+    """By default seeds 42, 43, 44: the extra seeds train through epoch 5 of the 12-epoch schedule and are scored at the
+    sweep epochs they reached; 05 saves each seed's rows and the spread. `-p seeds='[42, 45]' -p extra_seed_epochs=3`
+    trains one more seed, through epoch 3."""
     root, data, _, _ = base_run
-    m = run_pipeline("smoke", root / "run", str(data), params={"seeds": [42, 43]}, log=lambda *_: None, book_root=None,
+    run = root / "run"
+    assert sorted(complete_checkpoints(run / "steps" / "train-cot-seed43" / "checkpoints")) == [1, 2, 3, 4, 5]
+    seeds = pd.read_csv(run / "artifacts" / "05_delta_delta_i" / "seed_table1.csv")
+    assert set(seeds.seed) == {42, 43, 44} and sorted(set(seeds[seeds.seed == 44].epoch)) == [2, 3, 4, 5]
+    spread = pd.read_csv(run / "artifacts" / "05_delta_delta_i" / "seed_spread.csv")
+    early = spread[spread.epoch <= 5]
+    assert (early.seeds == 3).all() and early.sd_delta_across_seeds.notna().all() and (spread[spread.epoch > 5].seeds == 1).all()
+    assert ((early.min_delta <= early.mean_delta) & (early.mean_delta <= early.max_delta)).all()
+    m = run_pipeline("smoke", run, str(data), params={"seeds": [42, 45], "extra_seed_epochs": 3}, log=lambda *_: None, book_root=None,
                      only=["03_train", "04_epoch_sweep", "05_delta_delta_i"])
     r = _reused(m)
-    assert r["train-cot"] and not r["train-cot-seed43"] and not r["sweep-cot-seed43"], r
-    spread = pd.read_csv(root / "run" / "artifacts" / "05_delta_delta_i" / "seed_spread.csv")
-    assert (spread.seeds == 2).all() and spread.sd_delta_across_seeds.notna().all()
-    items = pd.read_csv(root / "run" / "artifacts" / "05_delta_delta_i" / "items.csv")
-    assert {"CoT", "CoT seed 43", "no reasoning"} <= set(items.adapter)
+    assert r["train-cot"] and not r["train-cot-seed45"] and not r["sweep-cot-seed45"], r
+    assert sorted(complete_checkpoints(run / "steps" / "train-cot-seed45" / "checkpoints")) == [1, 2, 3]
+    spread = pd.read_csv(run / "artifacts" / "05_delta_delta_i" / "seed_spread.csv")
+    assert sorted(spread[spread.seeds == 2].epoch.unique()) == [2, 3]
+    items = pd.read_csv(run / "artifacts" / "05_delta_delta_i" / "items.csv")
+    assert {"CoT", "CoT seed 45", "no reasoning"} <= set(items.adapter)
