@@ -199,11 +199,11 @@ def test_stopping_after_an_epoch_keeps_the_full_schedule(tmp_path):
     """Extra seeds stop after epoch 5 of 12 (`extra_seed_epochs`); their learning rate must follow the 12-epoch
     warm-up and cosine curve, not a schedule compressed into the epochs that run. Checked against the curve by hand."""
     from cqa_utils.method.config import get_profile
-    from cqa_utils.pipeline.cache import refresh_smoke_model
+    from cqa_utils.pipeline.cache import refresh_model
     from cqa_utils.pipeline.train_step import train_adapter
 
     prof = get_profile("smoke")
-    refresh_smoke_model(prof)
+    refresh_model(prof)
     rows = data.preference_rows(CAL[:5])
     train_adapter(tmp_path, prof, rows[:4], rows[4:], stop_after_epoch=2, progress=lambda *_: None)
     hp = prof.hparams
