@@ -139,7 +139,7 @@ def add_device(p: argparse.ArgumentParser, model: bool = True) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cqa", description="CQA replication: pipeline, book, validation, scoring")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="execute notebooks 01-09 with papermill into a run directory")
+    r = sub.add_parser("run", help="execute notebooks 01-10 with papermill into a run directory")
     r.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     r.add_argument("--run-dir", default=None, help="default: runs/<profile>")
     r.add_argument("--data-dir", default=None, help="a folder with train.jsonl and benchmark/{pairs,continuations}.jsonl")

@@ -64,7 +64,7 @@ def test_end_to_end(base_run):
     assert sorted(t1.epoch.unique()) == [2, 3, 4, 5, 6, 8, 12] and set(t1.domain) == {"literary", "factual"}
     t2 = pd.read_csv(run / "artifacts" / "06_delta_logp" / "table2.csv")
     assert list(t2.domain) == ["literary", "news", "popsci", "factual combined"]
-    claims = pd.read_csv(run / "artifacts" / "09_claims" / "claims.csv")
+    claims = pd.read_csv(run / "artifacts" / "10_claims" / "claims.csv")
     assert len(claims) >= 10 and claims.verdict.notna().all()
     assert sorted(complete_checkpoints(run / "steps" / "train-cot" / "checkpoints")) == list(range(1, 13))
     assert sorted(complete_checkpoints(run / "steps" / "train-no-reasoning" / "checkpoints")) == [1, 2, 3, 4, 5]
@@ -79,7 +79,7 @@ def test_book_builds_with_figures(base_run, tmp_path):
     copy_sources(tmp_path)
     publish(root / "run", tmp_path)
     html = build(strict=True, log=lambda *_: None, root=tmp_path)
-    for page in ("criteria", "deviations", "09_claims", "reproducibility"):
+    for page in ("criteria", "deviations", "10_claims", "reproducibility"):
         assert (html / "book" / "run" / f"{page}.html").exists(), page
     from tests.test_book_report import notebook_problems  # the report's content checks on freshly executed notebooks
 

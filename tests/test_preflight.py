@@ -151,7 +151,7 @@ def test_dry_run_reads_the_run_dir_and_writes_nothing(tmp_path):
                                                    "notebooks": [{"notebook": k, "wall_s": v} for k, v in walls.items()]}))
     before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
     lines: list[str] = []
-    out = run_pipeline("smoke", run, dry_run=True, log=lines.append, only=[n for n in NOTEBOOKS if n != "09_claims"])
+    out = run_pipeline("smoke", run, dry_run=True, log=lines.append, only=[n for n in NOTEBOOKS if n != "10_claims"])
     assert out["plan"] == lines and lines[0].startswith("dry run: profile smoke")
     by = {ln.split()[0]: ln for ln in lines[1:] if ln.startswith("  ")}
     assert by["01_data"].endswith("will run; last run 5s")
@@ -160,7 +160,7 @@ def test_dry_run_reads_the_run_dir_and_writes_nothing(tmp_path):
     assert by["prescreen"].endswith("re-runs: computed by an older key scheme (took 20s)")
     assert by["train-cot"].endswith("(took 2h07m)") and "last run 2h07m" in by["03_train"]
     assert by["04_epoch_sweep"].endswith("will run; no measurement yet")
-    assert by["09_claims"].endswith("not run (--only)") and lines[-1] == "nothing was executed or written"
+    assert by["10_claims"].endswith("not run (--only)") and lines[-1] == "nothing was executed or written"
     assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
 
 

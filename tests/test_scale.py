@@ -96,3 +96,21 @@ def test_scale_saturation_rule_each_outcome():
     assert C.rule_scale_saturation(_scale((2.0, 1.0, 3.0, 0.01), 1.5).query("n_rows != 60")).verdict == C.UNTESTABLE
     assert C.rule_scale_saturation(_scale((2.0, 1.0, 3.0, 0.01), 1.5, full_n=60).iloc[:2]).verdict == C.UNTESTABLE
     assert C.rule_scale_saturation(None).verdict == C.UNTESTABLE
+
+
+def test_the_claims_table_judges_selection_and_scale_from_their_tables():
+    """build_claims (notebook 10) gives the §6.6 and §4.4 rows from 05's selection and 09's scale tables, and the
+    held-out selection can only be contradicted when the held-out control detected its effect (the declared gate)."""
+    from tests.test_epoch_scoring import _selection
+
+    t1 = pd.DataFrame([{"epoch": 5, "domain": dom, "n": 20, "delta": 0.1, "d_z": 0.1, "wilcoxon_p": 0.4, "unit": "bits"}
+                       for dom in ("literary", "factual")])
+    res = C.build_claims(t1, None, None, None, 5, scale=_scale((2.0, 1.0, 3.0, 0.01), 1.5),
+                         selection=_selection(-1.0, -2.0, -0.1, 0.99)).set_index("id")
+    assert res.loc["scale_saturation", "verdict"] == "consistent"
+    assert res.loc["heldout_selection", "verdict"] == "inconclusive"  # excluded, but no held-out control: not contradicted
+    sens = {"detected": True, "d_z": 0.9, "ci_low": 0.4, "ci_high": 1.4, "p": 0.001, "epoch": 5, "n": 20, "signal": "CoT judgments",
+            "sentence": "s"}
+    res = C.build_claims(t1, None, None, None, 5, selection=_selection(-1.0, -2.0, -0.1, 0.99), sensitivity=sens).set_index("id")
+    assert res.loc["heldout_selection", "verdict"] == "contradicted"
+    assert C.build_claims(t1, None, None, None, 5).set_index("id").loc["scale_saturation", "verdict"] == C.UNTESTABLE

@@ -45,7 +45,7 @@ def test_status_line_three_ways():
 def test_summary_page_reads_the_runs_files(tmp_path: Path):
     run = tmp_path / "run"
     art = run / "artifacts"
-    for d in ("01_data", "05_delta_delta_i", "07_positive_control", "08_decomposition", "09_claims"):
+    for d in ("01_data", "05_delta_delta_i", "07_positive_control", "08_decomposition", "10_claims"):
         (art / d).mkdir(parents=True)
     pd.DataFrame([{"what": "a", "paper": "b", "this run": "c", "why": "d"}] * 3).to_csv(art / "01_data" / "deviations.csv", index=False)
     (art / "05_delta_delta_i" / "mde.json").write_text(json.dumps({"n": 20, "Wilcoxon MDE (d_z, simulated)": 0.6123,
@@ -56,8 +56,8 @@ def test_summary_page_reads_the_runs_files(tmp_path: Path):
     (art / "07_positive_control" / "sensitivity.json").write_text(json.dumps(
         {"detected": True, "d_z": 0.71, "ci_low": 0.3, "ci_high": 1.1, "p": 0.004, "epoch": 5, "n": 40, "signal": "good options",
          "sentence": "On unseen items the pipeline detects a transferred preference of d_z = 0.71."}))
-    _claims(C.CONTRADICTED, "contradicted").to_csv(art / "09_claims" / "claims.csv", index=False)
-    (art / "09_claims" / "caveats.json").write_text(json.dumps(["One caveat."]))
+    _claims(C.CONTRADICTED, "contradicted").to_csv(art / "10_claims" / "claims.csv", index=False)
+    (art / "10_claims" / "caveats.json").write_text(json.dumps(["One caveat."]))
     manifest = {"profile": "cpu", "model": "M", "device": "cpu", "standin": True, "data": {"train": "/x/train.jsonl"},
                 "hardware": {"cpu": "CPU-X", "cpu_count": 2, "memory_gib": 24}, "total_wall_s": 1234.0,
                 "notebooks": [{"notebook": "03_train", "wall_s": 1000.0}, {"notebook": "05_delta_delta_i", "wall_s": 5.0}],

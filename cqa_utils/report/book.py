@@ -33,7 +33,7 @@ from cqa_utils.report.summary import summary_page
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md", "book/how_to_change.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
-                "07_positive_control": 1, "08_decomposition": 2, "09_claims": 3}
+                "07_positive_control": 1, "08_decomposition": 2, "10_claims": 3}
 
 
 def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def render_pages(run_dir: Path, manifest: dict[str, Any], book_run: Path) -> dic
     crit = criteria()[["id", "claim", "section", "paper_value", "test", "threshold", "why", "failure"]]
     page = ("# Claim criteria, declared before the results\n\nEach claim of the paper that this replication tests, the test, "
             "the threshold and what counts as failure, fixed in `data/claims_criteria.csv` before any result was computed. "
-            "The verdicts are in the last chapter of the pipeline (notebook 09).\n\n" + md_table(crit) + "\n")
+            "The verdicts are in the last chapter of the pipeline (notebook 10).\n\n" + md_table(crit) + "\n")
     atomic_write(book_run / "criteria.md", lambda p: p.write_text(page))
     dev = pd.read_csv(art / "01_data" / "deviations.csv")
     page = (f"# Deviations from the paper\n\n{label}Every difference between this run and the paper's setup, and why, as computed "

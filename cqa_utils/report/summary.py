@@ -2,7 +2,7 @@
 
 In the form the ML Reproducibility Challenge asks for (scope, methodology, results, what was easy,
 what was difficult) with a ReScience-style status line, generated from a run's saved files only:
-``manifest.json``, the claims table of notebook 09, the positive control's detection (07), the
+``manifest.json``, the claims table of notebook 10, the positive control's detection (07), the
 minimum detectable effect (05) and the decomposition's verdict (08). Every number on the page is
 read from those files; the prose around them is fixed.
 """
@@ -20,21 +20,23 @@ from cqa_utils.method.claims import PAPER_TRAIN_MIN, criteria
 from cqa_utils.method.config import PAPER_REPORTED_DIR, PRIMARY_EPOCH, SWEEP_EPOCHS, get_profile
 from cqa_utils.method.lora_arith import QWEN25_7B, decoder_dims
 from cqa_utils.method.stats import paper_table1_holm
-from cqa_utils.pipeline.artifacts import read_any
+from cqa_utils.pipeline.artifacts import RENAMED, read_any
 from cqa_utils.pipeline.preflight import gpu_memory_needed, weights_bytes
 from cqa_utils.report.display import STATUS_MEANING, VERDICT_MEANING, fmt_num, fmt_p, rel_path, rel_text, verdict_label
 from cqa_utils.report.markdown import md_table
 
 #: The notebook whose cells compute the evidence each claim is judged on.
-EVIDENCE = {"literary_effect": "05_delta_delta_i", "factual_null": "05_delta_delta_i", "domain_selectivity": "09_claims",
+EVIDENCE = {"literary_effect": "05_delta_delta_i", "factual_null": "05_delta_delta_i", "domain_selectivity": "10_claims",
             "significance_pattern": "05_delta_delta_i", "literary_keeps_rising": "05_delta_delta_i",
-            "factual_null_every_epoch": "05_delta_delta_i", "eval_loss_monotone": "03_train", "checkpoint_choice": "09_claims",
-            "dlogp_all_fall": "06_delta_logp", "dlogp_literary_more": "06_delta_logp", "sharpening": "09_claims"}
+            "factual_null_every_epoch": "05_delta_delta_i", "eval_loss_monotone": "03_train", "checkpoint_choice": "10_claims",
+            "dlogp_all_fall": "06_delta_logp", "dlogp_literary_more": "06_delta_logp", "sharpening": "10_claims"}
 
 
 def _load(run_dir: Path, stage: str, name: str) -> Any:
     """A notebook's saved file (None when that notebook did not write it)."""
     p = Path(run_dir) / "artifacts" / stage / name
+    if not p.exists() and stage in RENAMED:  # a run made before the notebook was renamed
+        p = Path(run_dir) / "artifacts" / RENAMED[stage] / name
     return read_any(p) if p.exists() else None
 
 
@@ -176,8 +178,8 @@ def claims_table(run_dir: Path, claims: pd.DataFrame) -> str:
 
 def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
     """The summary page in MyST Markdown, from the run's saved files; a missing file is named in one line."""
-    claims = _load(run_dir, "09_claims", "claims.csv")
-    caveats = _load(run_dir, "09_claims", "caveats.json") or []
+    claims = _load(run_dir, "10_claims", "claims.csv")
+    caveats = _load(run_dir, "10_claims", "caveats.json") or []
     det = _load(run_dir, "07_positive_control", "detection.json")
     sens = _load(run_dir, "07_positive_control", "sensitivity.json")
     mde = _load(run_dir, "05_delta_delta_i", "mde.json")
@@ -196,11 +198,11 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
         out.append(claims_table(run_dir, claims) + "\n")
         untestable = [r["claim"] for r in claims.to_dict("records") if verdict_label(r["verdict"]) == "cannot be tested here"]
         if untestable:
-            out.append("Cannot be tested here: " + "; ".join(untestable) + " (why: [notebook 09](09_claims.ipynb)).\n")
+            out.append("Cannot be tested here: " + "; ".join(untestable) + " (why: [notebook 10](10_claims.ipynb)).\n")
         if caveats:
             out.append("Applies to every verdict: " + " ".join(rel_text(c) for c in caveats) + "\n")
     else:
-        out.append("This run has no claims table (notebook 09 did not write `claims.csv`).\n")
+        out.append("This run has no claims table (notebook 10 did not write `claims.csv`).\n")
     out.append("## Scope: the paper's claims\n")
     out += [f"{i}. {r.claim} ({r.section})" for i, r in enumerate(crit.itertuples(), 1)]
     out.append("\nEach claim's test, threshold and what counts as failure were fixed before any result: "
