@@ -90,10 +90,13 @@ def step_record(run: Run, step: str) -> dict[str, Any] | None:
 
 
 def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[str], None] = print, owner: str = "",
-             **args: Any) -> Path:
-    """Run ``fn(out_dir, progress=progress, **args)`` once per key; returns ``out_dir``.
+             extras: dict[str, Any] | None = None, **args: Any) -> Path:
+    """Run ``fn(out_dir, progress=progress, **args, **extras)`` once per key; returns ``out_dir``.
 
     ``owner`` (the calling notebook) is recorded so that ``cqa run --dry-run`` can say which steps a notebook runs.
+    ``extras`` are passed to ``fn`` but are not part of the key: arguments that shape only a by-product which its
+    readers verify by content (training's per-epoch scores of the benchmark: the sweep checks which pairs they
+    were computed on and scores the saved checkpoints when they differ), never the step's own outputs.
     """
     components = key_components(fn, args)
     key = key_from(components)
@@ -112,8 +115,9 @@ def run_step(run: Run, step: str, fn: Callable[..., None], progress: Callable[[s
     (out / STEP_RECORD).unlink(missing_ok=True)
     write_json(key_file, key)
     t0 = time.perf_counter()
-    fn(out, progress=progress, **args)
+    fn(out, progress=progress, **args, **(extras or {}))
     write_json(out / STEP_RECORD, {"key": key, "function": f"{fn.__module__}.{fn.__name__}", "notebook": owner,
+                                   "unkeyed": sorted(extras or {}),
                                    "wall_s": time.perf_counter() - t0,
                                    "reused": False, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                    "components": components, "args": json.loads(json.dumps(canonical(args)))})

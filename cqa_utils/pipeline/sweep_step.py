@@ -29,9 +29,19 @@ def score_checkpoints(out: Path, profile: Profile, pairs: Sequence[dict[str, Any
 
     With ``live`` only the base model is scored here: the adapter's rows are those its training step scored
     with the live adapter at each epoch end (set ``pair_set``; :mod:`cqa_utils.method.epoch_scoring`), which
-    equal scoring the saved checkpoints. The checkpoints stay on disk either way.
+    equal scoring the saved checkpoints. Those scores are a by-product outside the training step's key (an
+    ``extras`` argument of :func:`cqa_utils.pipeline.cache.run_step`): when they were computed on other pairs
+    (a benchmark item edited after training) or lack an epoch, the saved checkpoints are scored instead, so an
+    edited item re-runs the sweeps and not the training. The checkpoints stay on disk either way.
     """
     scorer = Scorer.for_profile(profile)
+    if live:
+        try:  # the training step's by-product; stale when the pairs changed after it trained (its key does not cover them)
+            live_p = read_epoch_scores(adapter, pair_set, pairs, epochs)
+            live_c = read_epoch_continuations(adapter, continuations, epochs) if continuations else pd.DataFrame()
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            progress(f"  live scores unusable ({e}); scoring the saved checkpoints instead")
+            live = False
     if not live:
         ckpts = complete_checkpoints(Path(adapter) / "checkpoints")
         p, c, t = score_epochs(scorer, list(pairs), list(continuations), ckpts, list(epochs), model_identity(scorer.model), progress)
@@ -40,9 +50,8 @@ def score_checkpoints(out: Path, profile: Profile, pairs: Sequence[dict[str, Any
         bp, bc = score_benchmark(scorer, list(pairs), list(continuations))
         dt = time.perf_counter() - t0
         progress(f"  base model scored in {dt:.1f} s; {len(epochs)} epochs read from the training step's live scores")
-        p = pd.concat([bp.assign(model="base", epoch=0), read_epoch_scores(adapter, pair_set, pairs, epochs)], ignore_index=True)
-        c = pd.concat([bc.assign(model="base", epoch=0), read_epoch_continuations(adapter, continuations, epochs)],
-                      ignore_index=True) if continuations else pd.DataFrame()
+        p = pd.concat([bp.assign(model="base", epoch=0), live_p], ignore_index=True)
+        c = pd.concat([bc.assign(model="base", epoch=0), live_c], ignore_index=True) if continuations else pd.DataFrame()
         during = pd.read_csv(Path(adapter) / EPOCH_TIMES)  # every set scored at that epoch end, together
         during = during[during.epoch.isin(list(epochs))]
         during = during.assign(model="epoch-" + during.epoch.astype(str), during_training=True)
