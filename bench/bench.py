@@ -261,11 +261,14 @@ def bench_scoring(profile: str, data: DataPaths, extended: bool = False) -> dict
     Every row's agreement is measured against a float64 normalisation of the plain loop's logits and
     against lm-eval; speed-ups are against the faster lm-eval setting. ``extended`` (``CQA_BENCH_FULL=1``) adds
     our scorer without shared contexts, with lm-eval's normalisation and in bf16, and lm-eval at batch 1.
+    ``CQA_BENCH_SCORING_ITEMS=n`` scores only the first n pairs and continuations (a shorter run).
     """
     prof = get_profile(profile)
     scorer = Scorer.for_profile(prof)
     model, tok, pid = scorer.model, scorer.tokenizer, scorer.prefix_id
     pairs, conts = load(data.pairs, "pairs").rows, load(data.continuations, "continuations").rows
+    n_items = int(os.environ.get("CQA_BENCH_SCORING_ITEMS", "0")) or None  # the first n pairs and continuations only
+    pairs, conts = pairs[:n_items], conts[:n_items]
     reqs = pair_requests(pairs) + continuation_requests(conts)
     enc = [scorer.encode(r) for r in reqs]
     fed = sum(len(e.ctx) + len(e.cont) - 1 for e in enc)
@@ -316,8 +319,10 @@ def bench_scoring(profile: str, data: DataPaths, extended: bool = False) -> dict
                      "speedup": best_lm[2] / ceil["our_work_s"], "max_abs_diff_vs_fp64_ref_nats": None,
                      "max_abs_diff_vs_lm_eval_nats": None})
     for r in rows:
-        r |= {"requests": len(reqs), "tokens_fed": fed, "distinct_contexts": len(contexts)}
-    return section("scoring", "Scoring (full benchmark requests)", rows, best_lm[0] if best_lm else None)
+        r |= {"requests": len(reqs), "tokens_fed": fed, "distinct_contexts": len(contexts), "pairs": len(pairs),
+              "continuations": len(conts)}
+    scope = "full benchmark requests" if n_items is None else f"the first {len(pairs)} pairs and {len(conts)} continuations"
+    return section("scoring", f"Scoring ({scope})", rows, best_lm[0] if best_lm else None)
 
 
 def _fake_adapters(profile: str, n: int, dest: Path) -> list[Path]:
