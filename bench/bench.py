@@ -6,9 +6,9 @@ Sections (``--only``):
   lm-evaluation-harness ``HFLM.loglikelihood`` (optional ``bench`` extra) on the full benchmark's
   requests: tokens/s and the largest absolute log-prob difference.
 * ``sweep``    seven adapters scored on one loaded base (load + switch) vs reloading the base per adapter.
-* ``training`` tokens/s of the straightforward trl setup (its default loss path, gradient
-  checkpointing on, fp32) vs ours (fp32, and as run: bf16 base), the same epochs on the same rows and seed,
-  with per-epoch train and eval losses.
+* ``training`` our training (``train()``, Trainer included) against this machine's GEMM floor for the model's
+  shapes in the precision it trains in, the fused LoRA forward against peft's (per-epoch losses, Δ(ΔI) per
+  pair), and one profiled step's op-time shares.
 * ``e2e``      wall time per stage of the last ``cqa run`` of the profile (from its manifest).
 
 Results go to ``bench/results/<host>-<date>.json`` (format :data:`FORMAT`): machine, code version and a list
@@ -98,7 +98,8 @@ def sweep_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def training_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ours (``training.ours``): its ratio to the GEMM floor, and its agreement with the unoptimised path."""
+    """Ours (``training.ours``, the optimised lever): its ratio to the GEMM floor, and its agreement with the
+    unoptimised path (``training.reference``)."""
     r = rows.get("training.ours")
     if not r or "ratio_to_floor" not in r:
         return []
@@ -482,8 +483,8 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> d
     """Our training against this machine's GEMM floor, and against the unoptimised path for agreement.
 
     ``epochs`` epochs on the first ``n_rows`` training rows (4 more for eval), same seed and schedule, in the
-    precision the profile trains in on this machine: the path before the fused LoRA forward
-    (``fuse_lora=False``) and ours. Per-epoch train and eval losses are compared epoch by epoch, and the final
+    precision the profile trains in on this machine: peft's LoRA forward (``fuse_lora=False``, what ``cqa run``
+    trains with) and the fused one. Per-epoch train and eval losses are compared epoch by epoch, and the final
     adapters' ΔI per benchmark pair (the base is the same, so this is the Δ(ΔI) difference), in bits. The
     floor (:func:`gemm_floor`) is measured before and after the runs and the faster kept.
     """
@@ -499,8 +500,8 @@ def bench_training(profile: str, data: DataPaths, n_rows: int, epochs: int) -> d
     probe = load_model(prof)
     unit0 = gemm_floor(probe, dtype)
     ntok = epochs * token_counts(tr_ex)[0]
-    setups = [("training.reference", "unoptimised: peft's LoRA forward (the path before this bench's commit)", False),
-              ("training.ours", "ours, as `cqa run` trains (fused LoRA forward)", True)]
+    setups = [("training.reference", "peft's LoRA forward (as `cqa run` trains: the default, fuse_lora=False)", False),
+              ("training.ours", "fused LoRA forward (opt-in lever, fuse_lora=True)", True)]
     out, curves, dis = [], [], []
     for rid, label, fuse in setups:
         model = load_model(prof)  # loading is not timed

@@ -115,7 +115,7 @@ def test_fused_lora_forward_by_hand():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 5, bias=False))
     pm = get_peft_model(net, LoraConfig(r=4, lora_alpha=8, use_rslora=True, target_modules=["0"], lora_dropout=0.5))
-    prepare_lora(pm)
+    prepare_lora(pm, fuse=True)
     layer = pm.base_model.model[0]
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_()
