@@ -39,7 +39,7 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -c "import lm_eval" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' -c requirements.txt
-	$(BIN)/cqa bench --profile $(PROFILE)
+	$(BIN)/cqa bench --profile $(PROFILE) --train-epochs 2
 
 browser-check: $(BIN)/.installed chromium
 	$(BIN)/python -m cqa_utils.report.browser_check _build/html

@@ -16,8 +16,35 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
+from typing import Any
 
 import torch
+
+OP_GROUPS = {  # torch.profiler op name -> where its time goes (self time; anything else is "other element-wise")
+    "linear-layer matrix products": ("aten::mm", "aten::addmm"),
+    "attention (batched products, softmax, sdpa)": ("aten::bmm", "aten::baddbmm", "aten::_softmax", "aten::_softmax_backward_data",
+                                                    "aten::_scaled_dot_product_flash_attention_for_cpu",
+                                                    "aten::_scaled_dot_product_flash_attention_for_cpu_backward"),
+    "dtype copies and casts": ("aten::copy_", "aten::_to_copy"),
+    "LoRA dropout (gap sampling, zeroing)": ("aten::geometric_", "aten::cumsum", "aten::index_fill", "aten::index_fill_",
+                                             "aten::nonzero", "aten::bernoulli_"),
+    "loss (log-softmax, NLL)": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::nll_loss_forward",
+                                "aten::nll_loss_backward"),
+    "fill_ / zeroing": ("aten::fill_", "aten::zero_"),
+    "optimizer (AdamW, grad norm)": ("aten::_foreach_", "aten::_fused_adamw_", "aten::addcdiv_", "aten::lerp_", "aten::sqrt"),
+}
+
+
+def op_shares(key_averages: Any) -> dict[str, float]:
+    """Share of the profiled self CPU time per :data:`OP_GROUPS` group (sums to 1)."""
+    t: Counter[str] = Counter()
+    for e in key_averages:
+        group = next((g for g, names in OP_GROUPS.items() if any(e.key == n or (n.endswith("_") and n != e.key
+                      and e.key.startswith(n) and n == "aten::_foreach_") for n in names)), "other element-wise and Python")
+        t[group] += e.self_cpu_time_total
+    total = sum(t.values()) or 1.0
+    return {g: v / total for g, v in t.most_common()}
 
 
 def build(profile_name: str, fp32: bool):
@@ -88,6 +115,8 @@ def main() -> None:
                 for ex in timed[:2]:
                     step(pm, ex, bf16)
             print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+            for g, v in op_shares(p.key_averages()).items():
+                print(f"{100 * v:5.1f} %  {g}")
     if "eager" in rates:
         for mode, r in rates.items():
             print(f"{mode}: {r / rates['eager']:.2f}x eager")

@@ -157,6 +157,52 @@ def newest_sections() -> list[tuple[dict[str, Any], Path, dict[str, Any]]]:
     return sorted(found.values(), key=lambda f: (rank.get(f[0]["id"], len(rank)), f[0]["id"]))
 
 
+def short_commit(res: dict[str, Any]) -> str:
+    """A results file's code commit, 7 characters (``+changes`` when uncommitted changes were measured)."""
+    git = res.get("git") or {}
+    return f"{git['commit'][:7]}{'+changes' if git.get('dirty') else ''}" if git.get("commit") else "unknown commit"
+
+
+def _git(*args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def current_commit() -> str | None:
+    """The checkout's commit (7 characters), or None outside a git checkout."""
+    out = _git("rev-parse", "HEAD")
+    return out.stdout.strip()[:7] if out and out.returncode == 0 and out.stdout.strip() else None
+
+
+def same_code(measured: str, head: str) -> bool | None:
+    """Whether commits ``measured`` and ``head`` differ only in benchmark results, the shipped reference run and
+    Markdown text (a results file, and the notes on it, are committed after the commit it measured); None when git
+    cannot tell."""
+    if measured == head:
+        return True
+    out = _git("diff", "--quiet", measured, head, "--", ".", ":(exclude)bench/results", ":(exclude)reference_run",
+               ":(exclude)*.md")
+    return None if out is None or out.returncode not in (0, 1) else out.returncode == 0
+
+
+def currency_note(res: dict[str, Any], path: Path, head: str | None) -> str:
+    """Which file is the newest, its commit, and whether the book's code is still that commit."""
+    measured = short_commit(res)
+    text = (f"**Newest results file: `bench/results/{path.name}`**, measured {res.get('date', '')} at code commit "
+            f"`{measured}` on {machine_text(res)}.")
+    if head is None:
+        return text + " The book's own commit is unknown (not a git checkout).\n\n"
+    same = same_code(measured.split("+")[0], head)
+    if same:
+        return text + (f" The book's code (commit `{head}`) is the code it measured"
+                       + (", but the file measured uncommitted changes on top of it." if "+" in measured else ".")) + "\n\n"
+    why = "the code has changed since" if same is False else "git cannot tell whether the code changed since"
+    return text + (f" The book is built from commit `{head}`: {why}, so these numbers describe "
+                   f"commit `{measured}`, not necessarily the current code; run `cqa bench` to measure it.\n\n")
+
+
 def machine_text(res: dict[str, Any]) -> str:
     """The machine and code a results file came from, in words."""
     m = res.get("machine", {})
@@ -176,6 +222,8 @@ def goal_table(sections: list[dict[str, Any]]) -> pd.DataFrame:
 def _cell(v: Any) -> Any:
     if isinstance(v, list):
         return " / ".join(_cell(x) for x in v)
+    if isinstance(v, dict):  # e.g. op-time shares in %: "matrix products 36.0; casts 11.0"
+        return "; ".join(f"{k} {_cell(x)}" for k, x in v.items())
     if isinstance(v, float):
         return "" if v != v else (f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}")
     return v
@@ -246,29 +294,36 @@ def run_section(manifest: dict[str, Any] | None) -> str:
 
 
 def performance_page(manifest: dict[str, Any] | None = None) -> tuple[str, int]:
-    """The Performance appendix (the run the book shows, then the newest benchmark results as tables and bar
-    charts, goals first); its figure count."""
+    """The Performance appendix: the run the book shows, then the newest results file (its commit against the
+    book's), its sections as tables and bar charts with the goals it recorded; sections only older files measured
+    follow, marked with their commit and date as older measurements. Returns the page and its figure count."""
     head = ("# Performance\n\n" + run_section(manifest) + "## Benchmarks\n\nMeasured by `cqa bench` (see `bench/README.md`), "
             "each on the commit and machine named with it, which need not be the run's above; figures are ratios against a "
             "baseline measured in the same benchmark. Each goal was judged by the bench when it measured the section, and "
             "is shown as the results file records it.\n\n")
-    found = newest_sections()
-    stale = results_files()[1]
+    files, stale = results_files()
     note = (f"Not shown, in an older results format: {', '.join(f'`bench/results/{p.name}`' for p in stale)} "
             "(`python -m bench.migrate_results` converts them).\n\n" if stale else "")
-    if not found:
+    if not files:
         return head + note + "No benchmark results file yet: run `cqa bench` to produce `bench/results/<host>-<date>.json`.\n", 0
-    sections = [sec for sec, _, _ in found]
-    srcs = {path.name: r for _, path, r in found}
-    goals = goal_table(sections)
-    out = [head, note, "Each section below comes from the newest results file that measured it: "
-           + "; ".join(f"`bench/results/{n}` ({r.get('date', '')}, {machine_text(r)})" for n, r in srcs.items())
-           + ".\n\n## Goals\n\n" + (md_table(goals) if len(goals) else "No goal is recorded in these files.") + "\n"]
-    figs = performance_figures(sections)
+    res, path = files[-1]
+    current = [sec for sec in res.get("sections", []) if sec.get("rows")]
+    older = [f for f in newest_sections() if f[1] != path and f[0]["id"] not in {sec["id"] for sec in current}]
+    goals = goal_table(current)
+    out = [head, note, currency_note(res, path, current_commit())]
+    if res.get("notes"):
+        out.append(f"Notes recorded with it: {res['notes']}\n\n")
+    out.append("## Goals (newest file)\n\n" + (md_table(goals) if len(goals) else "No goal is recorded in this file.") + "\n")
+    figs = performance_figures(current)
     out += figs
-    for sec, path, r in found:
-        out.append(f"\n## {sec['title']}\n\nFrom `bench/results/{path.name}`, measured {r.get('date', '')} on "
-                   f"{machine_text(r)}.\n\n{md_table(section_table(sec))}\n")
+    for sec in current:
+        out.append(f"\n## {sec['title']}\n\n{md_table(section_table(sec))}\n")
+    if older:
+        out.append("\n## Older measurements (not current)\n\nSections the newest file did not measure, each from the newest "
+                   "older file that did. They describe the code at their own commit, not this book's.\n")
+        for sec, p, r in older:
+            out.append(f"\n### {sec['title']} (commit `{short_commit(r)}`, {r.get('date', '')})\n\nFrom "
+                       f"`bench/results/{p.name}`, on {machine_text(r)}.\n\n{md_table(section_table(sec))}\n")
     return "".join(out), len(figs)
 
 
