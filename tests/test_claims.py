@@ -198,7 +198,7 @@ def test_factual_null_every_epoch_each_outcome():
     assert judge("factual_null_every_epoch", table1=table1(fac_dz=-0.14)).verdict == C.CONSISTENT
     big = table1(fac_dz={**{e: 0.0 for e in SWEEP}, 8: 0.9})  # interval at n = 20 about [0.37, 1.41]: outside ±0.15
     o = judge("factual_null_every_epoch", table1=big, sensitivity=SENS_YES)
-    assert o.verdict == C.CONTRADICTED and "epochs [8]" in o.found
+    assert o.verdict == C.CONTRADICTED and "at epochs 8" in o.found
     assert judge("factual_null_every_epoch", table1=big).verdict == C.INCONCLUSIVE
     o = judge("factual_null_every_epoch", table1=table1(fac_dz={**{e: 0.0 for e in SWEEP}, 8: 0.15}), sensitivity=SENS_YES)
     # under no effect each |d_z| ≥ 0.15 with P = 2·P(t_19 ≥ 0.15·√20) = 0.51
@@ -356,6 +356,18 @@ def test_seed_sensitive_rows_say_which_seed_gave_what():
     assert o.verdict == C.INCONCLUSIVE and o.qualifier.startswith("seed-sensitive: seed 42 inconclusive")
     # a rule not declared per seed ignores the seed tables
     assert judge("dlogp_all_fall", table2=table2(), seed_tables={43: weak}).verdict == C.CONSISTENT
+
+
+def test_seeds_are_compared_on_the_epochs_every_seed_reached():
+    """Extra seeds stop at epoch 5: a factual |d| above the bound at epoch 12 (which only the primary reached) is
+    the primary's verdict, not a disagreement between seeds."""
+    big12 = {e: (0.4 if e == 12 else 0.05) for e in SWEEP}
+    short = table1(epochs=(2, 3, 4, 5))
+    o = judge("factual_null_every_epoch", table1=table1(fac_dz=big12), seed_tables={43: short, 44: short})
+    assert "seed-sensitive" not in (o.qualifier or "") and "12" in o.found, o
+    # a real disagreement on the shared epochs is still seed-sensitive
+    o = judge("factual_null_every_epoch", table1=table1(), seed_tables={43: table1(epochs=(2, 3, 4, 5), fac_dz=0.4)})
+    assert o.verdict == C.INCONCLUSIVE and o.qualifier.startswith("seed-sensitive"), o
 
 
 def test_seed_tables_from_items_recomputes_table1():

@@ -63,7 +63,7 @@ def test_summary_page_reads_the_runs_files(tmp_path: Path):
                 "notebooks": [{"notebook": "03_train", "wall_s": 1000.0}, {"notebook": "05_delta_delta_i", "wall_s": 5.0}],
                 "steps": [{"step": "train-cot", "wall_s": 900.0}], "params": {}, "seed": 42}
     page = summary_page(run, manifest)
-    for needle in ("[¬Re]", "d_z = 1.50", "d_z = 0.71", "an upper bound, gating no verdict", C.MEANING[C.CONTRADICTED],
+    for needle in ("[¬Re]", "d_z = 0.71", "an upper bound and gates no verdict", C.MEANING[C.CONTRADICTED],
                    "0.61", "0.65", "7.77", "One caveat.", "CPU-X", "took 20.6 min in this run",
                    "steps took 15.0 min when they were computed, 15.0 min of it training",
                    "the longest, 03_train, 16.7 min", "**Deviations from the paper**: 3", "0.041 becomes 0.287"):
@@ -105,7 +105,7 @@ def test_summary_prefers_held_out_sensitivity_and_new_seed_table(tmp_path: Path)
     page = summary_page(run, {"profile": "cpu", "model": "M", "standin": True, "params": {}, "seed": 42})
     assert "d_z = 0.90 [95 % CI 0.41, 1.38] (one-sided Wilcoxon p = 0.0012, epoch 5)" in page
     assert "Held-out pairs: detected." in page
-    assert "(an upper bound, gating no verdict): Superseded detection." in page  # the seen-items control, labelled
+    assert "Superseded" not in page and "seen-items control (trained on the pairs it scores) is shown in notebook 07" in page
     assert "3 training seeds (42, 43, 44)" in page
     assert "infinite" in page
 
@@ -115,3 +115,13 @@ def test_infinite_note_only_when_the_mde_is_infinite(tmp_path: Path):
     (run / "artifacts" / "05_delta_delta_i").mkdir(parents=True)
     (run / "artifacts" / "05_delta_delta_i" / "mde.json").write_text(json.dumps({"n": 20, "Wilcoxon MDE (d_z, simulated)": 0.59}))
     assert "infinite" not in summary_page(run, {"profile": "cpu", "model": "M", "params": {}, "seed": 42})
+
+
+def test_a_run_without_held_out_controls_labels_its_seen_control(tmp_path: Path):
+    """Runs made before the held-out controls have only the seen-items control: shown, and labelled an upper bound."""
+    run = tmp_path / "run"
+    (run / "artifacts" / "07_positive_control").mkdir(parents=True)
+    (run / "artifacts" / "07_positive_control" / "detection.json").write_text(json.dumps(C.control_detection(_t1(1.5, 0.0004), 5)))
+    page = summary_page(run, {"profile": "cpu", "model": "M", "standin": True, "params": {}, "seed": 42})
+    assert "Seen-items control (its adapter trained on the pairs it scores: an upper bound, gating no verdict)" in page
+    assert "d_z = 1.50" in page and "only a seen-items positive control" in page

@@ -216,7 +216,13 @@ def _lv(level: float) -> str:
 
 
 def _dz_ci(dz: float, n: int, level: float) -> tuple[float, float]:
-    return S.dz_ci(float(dz), int(n), level)
+    """The exact interval of δ_z; (nan, nan) when d_z is undefined (no spread), which excludes nothing."""
+    return S.dz_ci(float(dz), int(n), level) if math.isfinite(float(dz)) else (math.nan, math.nan)
+
+
+def _list(values: Any) -> str:
+    """Epochs or sizes as the book prints them: "2, 3, 4", not a Python list."""
+    return ", ".join(str(v) for v in values)
 
 
 def _ties(values: pd.Series, rtol: float) -> list[int]:
@@ -305,7 +311,7 @@ def rule_significance_pattern(inp: ClaimInputs) -> Outcome:
     first, peak = int(c["first_epoch"]), int(c["peak_epoch"])
     missing = sorted(set(range(2, peak + 1)) - set(int(e) for e in lit.index))
     if missing:
-        return Outcome(UNTESTABLE, f"epochs {missing} not in the sweep")
+        return Outcome(UNTESTABLE, f"epochs {_list(missing)} not in the sweep")
     sig = [int(e) for e in lit.index if lit.loc[e, "wilcoxon_p"] < c["alpha"]]
     best = _ties(lit.wilcoxon_p, c["tie_rtol"])
     found = (f"smallest p ({_p(lit.wilcoxon_p.min())}) at epoch{'s' if len(best) > 1 else ''} {', '.join(map(str, best))}"
@@ -325,7 +331,7 @@ def rule_literary_keeps_rising(inp: ClaimInputs) -> Outcome:
     c, lit, pe = params("literary_keeps_rising"), _domain(inp.table1, "literary"), inp.primary_epoch
     later = [int(e) for e in lit.index if e > pe]
     if pe not in lit.index or not later:
-        return Outcome(UNTESTABLE, f"need epoch {pe} and a later one; have {sorted(int(e) for e in lit.index)}")
+        return Outcome(UNTESTABLE, f"need epoch {pe} and a later one; have {_list(sorted(int(e) for e in lit.index))}")
     last = max(later)
     a, b = lit.loc[pe, "delta"], lit.loc[last, "delta"]
     found = f"{a:+.2f} at epoch {pe} → {b:+.2f} at epoch {last} ({inp.unit})"
@@ -352,14 +358,15 @@ def rule_factual_null_every_epoch(inp: ClaimInputs) -> Outcome:
         return Outcome(UNTESTABLE, "no factual rows in Table 1")
     d = fac[inp.d_col].abs()
     if d.isna().any():
-        return Outcome(UNTESTABLE, f"{inp.d_col} undefined (no spread in Δ(ΔI)) at epochs {[int(e) for e in d.index[d.isna()]]}")
-    found = f"max |{inp.d_col}| = {d.max():.2f} (epoch {int(d.idxmax())}) over epochs {[int(e) for e in fac.index]}"
+        return Outcome(UNTESTABLE, f"{inp.d_col} undefined (no spread in Δ(ΔI)) at epochs {_list(int(e) for e in d.index[d.isna()])}")
+    found = f"max |{inp.d_col}| = {d.max():.2f} (epoch {int(d.idxmax())}) over epochs {_list(int(e) for e in fac.index)}"
     if d.max() < c["max_d"]:
         return Outcome(CONSISTENT, found)
     outside = [int(e) for e, r in fac.iterrows() if min(map(abs, ci := _dz_ci(r.d_z, r.n, c["level"]))) > c["max_d"]
                and ci[0] * ci[1] > 0]
     if outside:
-        return Outcome(CONTRADICTED, found + f"; the {_lv(c['level'])} interval of δ_z lies outside ±{c['max_d']} at epochs {outside}")
+        return Outcome(CONTRADICTED, found + f"; the {_lv(c['level'])} interval of δ_z lies outside ±{c['max_d']} "
+                       f"at epochs {_list(outside)}")
     n = int(fac.n.iloc[0])
     chance = 2 * sps.t.sf(c["max_d"] * math.sqrt(n), n - 1)
     return Outcome(INCONCLUSIVE, found, f"underpowered: every interval reaches into ±{c['max_d']}; with no true effect each "
@@ -410,7 +417,7 @@ def rule_checkpoint_choice(inp: ClaimInputs) -> Outcome:
     by_loss = _ties(ev.set_index("epoch").eval_loss, c["tie_rtol"])
     by_ddi = _ties(lit.wilcoxon_p, c["tie_rtol"])
     p = float(lit.wilcoxon_p.min())
-    found = (f"among sweep epochs {[int(e) for e in lit.index]}: lowest eval_loss at epoch {', '.join(map(str, by_loss))}; "
+    found = (f"among sweep epochs {_list(int(e) for e in lit.index)}: lowest eval_loss at epoch {', '.join(map(str, by_loss))}; "
              f"smallest literary p at epoch {', '.join(map(str, by_ddi))} (p = {_p(p)})")
     if p >= c["alpha"]:
         return Outcome(INCONCLUSIVE, found, "moot: no sweep epoch is significant, so Δ(ΔI) selects nothing")
@@ -535,9 +542,10 @@ def sensitivity_text(sens: dict[str, Any] | None) -> tuple[bool, str]:
     if not sens:
         return False, "no held-out positive control"
     det = sens.get("detected") is True
+    if sens.get("d_z") is None or sens.get("p") is None:  # the control ran but its effect could not be computed
+        return False, f"held-out positive control ({sens.get('signal', '?')}): no effect could be computed"
     return det, (f"held-out positive control ({sens.get('signal', '?')}), epoch {sens.get('epoch')}, n = {sens.get('n')}: "
-                 f"d_z = {float(sens.get('d_z', math.nan)):.2f}, p = {_p(float(sens.get('p', math.nan)))}, "
-                 + ("detected" if det else "not detected"))
+                 f"d_z = {float(sens['d_z']):.2f}, p = {_p(float(sens['p']))}, " + ("detected" if det else "not detected"))
 
 
 def gate(o: Outcome, inp: ClaimInputs) -> Outcome:
@@ -552,10 +560,15 @@ def gate(o: Outcome, inp: ClaimInputs) -> Outcome:
 
 
 def _seed_inputs(inp: ClaimInputs) -> dict[int, ClaimInputs]:
-    out = {inp.primary_seed: inp}
-    for s, t in sorted((inp.seed_tables or {}).items()):
-        if s != inp.primary_seed:
-            out[int(s)] = replace(inp, table1=t, items=(inp.seed_items or {}).get(s), pair_scores=None)
+    """Each seed's inputs, every seed (the primary too) cut to the epochs all seeds were scored at, so that a
+    difference of verdicts comes from the seeds and not from the extra seeds' shorter training."""
+    tables = {inp.primary_seed: inp.table1, **{int(s): t for s, t in (inp.seed_tables or {}).items()}}
+    common = set.intersection(*(set(t.epoch.astype(int)) for t in tables.values()))
+    out = {}
+    for s, t in sorted(tables.items()):
+        items = inp.items if s == inp.primary_seed else (inp.seed_items or {}).get(s)
+        out[s] = replace(inp, table1=t[t.epoch.isin(common)], pair_scores=inp.pair_scores if s == inp.primary_seed else None,
+                         items=None if items is None else items[items.epoch.isin(common)])
     return out
 
 
@@ -565,8 +578,8 @@ def judge(claim: pd.Series | Any, inp: ClaimInputs) -> Outcome:
     one = (lambda i: gate(rule(i), i)) if claim.gate == HELD_OUT else rule
     if claim.per_seed != "yes" or not inp.seed_tables:
         return one(inp)
-    res = {s: one(i) for s, i in _seed_inputs(inp).items()}
-    primary = res[inp.primary_seed]
+    primary = one(inp)  # the reported verdict: the primary seed on all its epochs
+    res = {s: one(i) for s, i in _seed_inputs(inp).items()}  # compared on the epochs every seed reached
     tested = {s: o.verdict for s, o in res.items() if o.verdict != UNTESTABLE}
     per = ", ".join(f"seed {s} {v}" for s, v in tested.items())
     if primary.verdict == UNTESTABLE or len(set(tested.values())) <= 1:
@@ -651,7 +664,7 @@ def summary(claims: pd.DataFrame) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ §6.6 and §4.4 rules
-# Judged from the held-out selection (notebook 05) and the data-scale sweep (notebook 10), each from its own table.
+# Judged from the held-out selection (notebook 05) and the data-scale sweep (notebook 09), each from its own table.
 # Outcomes: "consistent", "contradicted", "inconclusive", "cannot be tested here".
 
 HELDOUT_CHOOSER = "held-out calibration Δ(ΔI)"
@@ -696,7 +709,7 @@ def rule_scale_saturation(scale: pd.DataFrame | None, compared_rows: int | None 
     lit = scale[scale.domain == "literary"].set_index("n_rows").sort_index()
     if lit.empty or compared_rows not in lit.index or lit.index.max() <= compared_rows:
         have = [int(n) for n in lit.index]
-        return Outcome(UNTESTABLE, f"need literary rows at {compared_rows} and at a larger full size; have {have}")
+        return Outcome(UNTESTABLE, f"need literary rows at {compared_rows} and at a larger full size; have {_list(have) or 'none'}")
     full_n = int(lit.index.max())
     f, m = lit.loc[full_n], lit.loc[compared_rows]
     unit = f.unit if "unit" in lit else ""

@@ -383,7 +383,8 @@ def controls_figure(table: pd.DataFrame, primary_epoch: int = 5) -> go.Figure:
             marker=dict(symbol=marks.get(dom, "circle"), size=10, color="#34495e" if j == 0 else "#85929e"),
             error_y=dict(type="data", symmetric=False, array=g.ci_high - g.mean_ddI_bits, arrayminus=g.mean_ddI_bits - g.ci_low),
             hovertemplate="%{customdata}<br>mean Δ(ΔI) = %{y:.2f} bits<extra>" + dom + "</extra>"), row=1, col=1)
-    fig.update_xaxes(tickvals=list(range(len(order))), ticktext=[LABELS[s].replace(" (", "<br>(") for s in order], row=1, col=1)
+    fig.update_xaxes(tickvals=list(range(len(order))), ticktext=[LABELS[s].replace(" (", "<br>(") for s in order], row=1, col=1,
+                     title_text="control (training signal)")
     for j, dom in enumerate(doms):
         for s in order:
             g = table[(table.domain == dom) & (table.signal == s)].sort_values("epoch")

@@ -39,8 +39,9 @@ def score_checkpoints(out: Path, profile: Profile, pairs: Sequence[dict[str, Any
         try:  # the training step's by-product; stale when the pairs changed after it trained (its key does not cover them)
             live_p = read_epoch_scores(adapter, pair_set, pairs, epochs)
             live_c = read_epoch_continuations(adapter, continuations, epochs) if continuations else pd.DataFrame()
-        except (FileNotFoundError, KeyError, ValueError) as e:
-            progress(f"  live scores unusable ({e}); scoring the saved checkpoints instead")
+        except (FileNotFoundError, KeyError, ValueError) as e:  # the message names the file: keep it out of the book
+            kind = "computed on other pairs" if isinstance(e, ValueError) else "missing for a set or an epoch"
+            progress(f"  the training step's live scores are {kind}; scoring the saved checkpoints instead")
             live = False
     if not live:
         ckpts = complete_checkpoints(Path(adapter) / "checkpoints")

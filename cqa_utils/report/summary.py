@@ -229,11 +229,11 @@ def summary_page(run_dir: Path, manifest: dict[str, Any]) -> str:
             f"- **Deviations from the paper**: {len(dev) if dev is not None else 'this run has no deviations file'}, each with "
             "its reason: [Deviations](deviations.md).\n"]
     out.append("## Can the instrument tell?\n")
-    if sens:
-        out.append(rel_text(sens["sentence"]) + " ([notebook 07](07_positive_control.ipynb))")
-    if det:
-        out.append(("\nOn the items it trained on (an upper bound, gating no verdict): " if sens else
-                    "Seen-items control (its adapter trained on the pairs it scores: an upper bound, gating no verdict): ")
+    if sens:  # a run with the held-out controls (its detection.json is the held-out control's reading too)
+        out.append(rel_text(sens["sentence"]) + " The seen-items control (trained on the pairs it scores) is shown in "
+                   "notebook 07 as an upper bound and gates no verdict. ([notebook 07](07_positive_control.ipynb))")
+    elif det:  # a run made before the held-out controls: its only control is the seen-items one
+        out.append("Seen-items control (its adapter trained on the pairs it scores: an upper bound, gating no verdict): "
                    + rel_text(det["sentence"]) + " ([notebook 07](07_positive_control.ipynb))")
     if not (sens or det):
         out.append("This run has no positive-control result (notebook 07).")
