@@ -397,7 +397,7 @@ def controls_figure(table: pd.DataFrame, primary_epoch: int = 5) -> go.Figure:
     for c in range(1, 2 + len(doms)):
         fig.add_hline(y=0, line=dict(color="grey", dash="dot"), row=1, col=c)
         if c > 1:
-            fig.update_xaxes(title_text="epoch", row=1, col=c)
+            fig.update_xaxes(title_text="epoch (of 12)", row=1, col=c)
             fig.update_yaxes(title_text="d_z (mean/sd of Δ(ΔI), no unit)", row=1, col=c)
     fig.update_yaxes(title_text="mean Δ(ΔI) (bits)", row=1, col=1)
     fig.update_layout(title="Held-out controls: positive (good options, CoT judgments), negative (bad options), null "
