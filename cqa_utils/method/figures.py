@@ -16,34 +16,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from scipy import optimize
-from scipy import stats as sps
 
 from cqa_utils.method.stats import binary_entropy_bits, softmax
+from cqa_utils.method.stats import dz_ci as stats_dz_ci
 
 COLORS = {"literary": "#c0392b", "factual": "#2471a3", "news": "#2471a3", "popsci": "#17a589"}
 
 
 def dz_ci(d_z: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Confidence interval of d_z from the noncentral t distribution (exact for normal differences).
-
-    t = d_z·√n follows a noncentral t with n − 1 df and noncentrality δ·√n; the bounds are the δ whose
-    distributions put t at their upper and lower (1 − level)/2 tails (Steiger & Fouladi's inversion).
-    """
-    if not (n and n > 1 and math.isfinite(d_z)):
-        return math.nan, math.nan
-    t, df, a = d_z * math.sqrt(n), n - 1, (1 - level) / 2
-
-    def cdf(nc: float) -> float:  # scipy returns NaN far in the tails: there the cdf is 0 or 1
-        v = float(sps.nct.cdf(t, df, nc))
-        return v if math.isfinite(v) else float(nc < t)
-
-    half = 8 * math.sqrt(1 + t * t / (2 * df))  # ~8 standard errors of the noncentrality either side of t
-
-    def bound(q: float) -> float:
-        return optimize.brentq(lambda nc: cdf(nc) - q, t - half, t + half) / math.sqrt(n)  # cdf falls as nc grows
-
-    return bound(1 - a), bound(a)
+    """:func:`cqa_utils.method.stats.dz_ci`, or (NaN, NaN) where d_z is undefined or n < 2 (no bar is drawn)."""
+    return stats_dz_ci(d_z, n, level) if n and n > 1 and math.isfinite(d_z) else (math.nan, math.nan)
 
 
 def figure1(table1: pd.DataFrame, paper: pd.DataFrame | None, d_col: str = "d_z",

@@ -327,15 +327,23 @@ def dz_ci(d_z: float, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact confidence interval of the standardized mean difference δ_z from an observed d_z of n pairs.
 
     t = d_z·√n follows a noncentral t with n − 1 df and noncentrality δ·√n; the bounds are the δ at which
-    the observed t sits at the upper and lower (1 − level)/2 tails (inverted by root finding).
+    the observed t sits at the upper and lower (1 − level)/2 tails (Steiger & Fouladi's inversion, by root
+    finding). Far in the tails scipy's noncentral-t cdf returns NaN; there it is 0 or 1.
     """
     if not math.isfinite(d_z) or n < 2:
         raise ValueError(f"dz_ci: d_z = {d_z!r} with n = {n} has no interval")
     df, t, a = n - 1, d_z * math.sqrt(n), (1 - level) / 2
-    span = 8.0 * math.sqrt(1 + d_z**2 / 2) / math.sqrt(n)  # about 4 standard errors of d_z either side
-    lo = brentq(lambda d: sps.nct.sf(t, df, d * math.sqrt(n)) - a, d_z - span, d_z + span)
-    hi = brentq(lambda d: sps.nct.cdf(t, df, d * math.sqrt(n)) - a, d_z - span, d_z + span)
-    return float(lo), float(hi)
+
+    def cdf(nc: float) -> float:
+        v = float(sps.nct.cdf(t, df, nc))
+        return v if math.isfinite(v) else float(nc < t)
+
+    half = 8 * math.sqrt(1 + t * t / (2 * df))  # ~8 standard errors of the noncentrality either side of t
+
+    def bound(q: float) -> float:  # the cdf falls as the noncentrality grows
+        return brentq(lambda nc: cdf(nc) - q, t - half, t + half) / math.sqrt(n)
+
+    return float(bound(1 - a)), float(bound(a))
 
 
 def mann_whitney_power(shift_sd: float, n1: int, n2: int, alpha: float = ALPHA, n_sim: int = 4_000,
