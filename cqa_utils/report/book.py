@@ -33,7 +33,8 @@ from cqa_utils.report.summary import summary_page
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md", "book/methods.md", "book/reliability.md", "book/how_to_change.md")
 FIGURE_PAGES = {"01_data": 2, "02_kl_prescreen": 2, "03_train": 1, "05_delta_delta_i": 1, "06_delta_logp": 1,
-                "07_positive_control": 1, "08_decomposition": 2, "10_claims": 3}
+                "07_positive_control": 1, "08_decomposition": 2, "09_scale": 1,
+                "10_claims": 3}
 
 
 def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
