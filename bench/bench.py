@@ -20,6 +20,7 @@ appendix only renders what the files say.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,17 @@ from cqa_utils.method.train import (
 )
 from cqa_utils.pipeline.artifacts import write_json
 from cqa_utils.pipeline.run import git_info, hardware
+
+
+def sibling(name: str) -> ModuleType:
+    """A module of ``bench/`` beside this file, loaded by path: `cqa bench` loads this file by path too, so
+    ``bench`` is not an importable package there (the console script's ``sys.path`` has no checkout on it)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"cqa_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 RESULTS = REPO_ROOT / "bench" / "results"
 BOOK_BUILD = REPO_ROOT / "_build" / "cqa_book_build.json"  # written by `cqa book`: its wall time and run
@@ -461,9 +474,9 @@ def step_breakdown(prof: Any, ex: dict[str, list[int]], steps: int = 3) -> tuple
     step's time per op group (bench/train_step.py's ``OP_GROUPS``)."""
     from torch.profiler import profile
 
-    from bench.train_step import op_shares
     from cqa_utils.method.train import label_position_loss, lora_model
 
+    op_shares = sibling("train_step").op_shares
     pm = lora_model(load_model(prof), prof)
     pm.train()
     inputs = {"input_ids": torch.tensor([ex["input_ids"]]), "labels": torch.tensor([ex["labels"]])}

@@ -3,8 +3,11 @@ verdict into the results file; the page renders those files (judging nothing its
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +166,22 @@ def test_committed_results_files_are_in_the_current_format() -> None:
         assert res.get("format") == bench.FORMAT, f"{p.name}: run python -m bench.migrate_results"
         for sec in res["sections"]:
             assert all(r["id"].startswith(sec["id"] + ".") for r in sec["rows"]), p.name
+
+
+def test_bench_runs_without_bench_being_a_package(tmp_path):
+    """`cqa bench` loads bench/bench.py by path from the console script, where ``bench`` is not importable: neither
+    it nor the module it loads may import ``bench`` (the training section's op-time breakdown did, and the bench
+    crashed after measuring scoring and training), and its sibling loader finds bench/train_step.py from any
+    working directory. (bench/gpu_train.py runs as ``python -m bench.gpu_train`` from the checkout, where it is.)"""
+    loaded = [REPO / "bench" / "bench.py", REPO / "bench" / "train_step.py"]
+    imports = [(p.name, n.module) for p in loaded for n in ast.walk(ast.parse(p.read_text()))
+               if isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "bench"]
+    imports += [(p.name, a.name) for p in loaded for n in ast.walk(ast.parse(p.read_text()))
+                if isinstance(n, ast.Import) for a in n.names if a.name.split(".")[0] == "bench"]
+    assert imports == []
+    code = ("import importlib.util, sys; from cqa_utils.method.config import REPO_ROOT; "
+            "spec = importlib.util.spec_from_file_location('cqa_bench', REPO_ROOT / 'bench' / 'bench.py'); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "print('bench' in sys.modules, callable(m.sibling('train_step').op_shares))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
