@@ -130,12 +130,18 @@ def training_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def e2e_goals(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """``cqa run`` + ``cqa book`` (``e2e.total``) within the time goal."""
+    """``cqa run`` + ``cqa book`` (``e2e.total``) within the time goal, counting every step the run reused at the
+    cost its record measured when it was computed: a re-run that reuses everything is not a fast run."""
     r = rows.get("e2e.total")
     if not r:
         return []
-    return [_goal("goal.e2e", f"cqa run + cqa book ≤ {GOAL['e2e_minutes']:g} min", f"{r['wall_s'] / 60:.1f} min",
-                  r["wall_s"] <= 60 * GOAL["e2e_minutes"])]
+    reused = [x for x in rows.values() if x.get("stage") == "step" and x.get("reused")]
+    cost = r["wall_s"] + sum(x["wall_s"] for x in reused)
+    how = f"{cost / 60:.1f} min"
+    if reused:
+        how += (f" (this invocation {r['wall_s'] / 60:.1f} min + the {len(reused)} reused steps' recorded cost "
+                f"{(cost - r['wall_s']) / 60:.1f} min)")
+    return [_goal("goal.e2e", f"cqa run + cqa book ≤ {GOAL['e2e_minutes']:g} min", how, cost <= 60 * GOAL["e2e_minutes"])]
 
 
 GOAL_RULES = {"scoring": scoring_goals, "sweep": sweep_goals, "training": training_goals, "e2e": e2e_goals}

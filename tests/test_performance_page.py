@@ -64,6 +64,16 @@ def test_each_goal_passes_and_fails_on_its_measured_number() -> None:
     assert _met(_sections(2.5, 6e-6, (1.4, 0.0011, 0.0), 1700.0))["goal.training.agreement"] is False  # losses moved > 0.1 %
     assert _met(_sections(2.5, 6e-6, (1.4, 0.0, 1.1e-3), 1700.0))["goal.training.agreement"] is False  # Δ(ΔI) > 1e-3 bits
     assert _met(_sections(2.5, 6e-6, (1.4, 0.0, 0.0), 5500.0))["goal.e2e"] is False  # 91.7 min
+    # a re-run that reuses its steps is judged at what they cost when computed: 5 min + 86 min reused > 90 min
+    steps = [{"id": f"e2e.step.s{i}", "label": f"s{i}", "stage": "step", "reused": True, "wall_s": 43 * 60.0} for i in (1, 2)]
+    secs = _sections(2.5, 6e-6, (1.4, 0.0, 0.0), 300.0)
+    e2e = next(s for s in secs if s["id"] == "e2e")
+    assert _met(secs)["goal.e2e"] is True
+    assert bench.judge("e2e", e2e["rows"] + steps)[0]["met"] is False
+    assert "the 2 reused steps' recorded cost 86.0 min" in bench.judge("e2e", e2e["rows"] + steps)[0]["measured"]
+    fresh = [dict(x, reused=False) for x in steps]  # computed in this invocation: already inside e2e.total
+    assert bench.judge("e2e", e2e["rows"] + fresh)[0]["met"] is True
+    assert bench.judge("e2e", e2e["rows"] + steps[:1])[0]["met"] is True  # 5 + 43 min
 
 
 def test_goals_follow_row_ids_not_labels(monkeypatch) -> None:
