@@ -33,11 +33,13 @@ import pandas as pd
 import pytest
 
 from cqa_utils.method import figures
+from cqa_utils.method.claims import summary as claims_summary
 from cqa_utils.method.config import REPO_ROOT
 from cqa_utils.pipeline.reference import REFERENCE_DIR
 from cqa_utils.pipeline.run import NOTEBOOKS
 from cqa_utils.report import display, tables
 from cqa_utils.report.book import render_pages
+from cqa_utils.report.summary import _seeds
 
 ABS_PATH = re.compile(r"(?<![\w.:/-])/(?:work|home|tmp|root)/")
 STALE_NAMES = ("07_figures",)  # notebook names of earlier layouts of this book
@@ -123,13 +125,18 @@ def test_summary_first_screen_carries_the_verdict_and_its_hedges(pages, referenc
     abstract = page.split("## Abstract")[1].split("\n## ")[0]
     mde = json.loads((REFERENCE_DIR / "artifacts" / "05_delta_delta_i" / "mde.json").read_text())
     assert len(re.findall(r"[.)](?:\s|$)(?=[A-Z]|$)", abstract.strip())) == 5, abstract  # five sentences
-    for needle in (reference_manifest["model"], "Qwen/Qwen2.5-7B base", "stand-in data", "1 training seed",
-                   f"n = {mde['n']} items", f"d_z = {mde['Wilcoxon MDE (d_z, simulated)']:.2f}", "d = 0.50", "[¬Re]"):
+    seeds = _seeds(REFERENCE_DIR, reference_manifest)  # what the shipped run trained, and its status, from its files
+    status = claims_summary(pd.read_csv(REFERENCE_DIR / "artifacts" / "10_claims" / "claims.csv"))["status"]
+    for needle in (reference_manifest["model"], "Qwen/Qwen2.5-7B base", "stand-in data",
+                   f"{len(seeds)} training seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})",
+                   f"n = {mde['n']} items", f"d_z = {mde['Wilcoxon MDE (d_z, simulated)']:.2f}", "d = 0.50",
+                   f"Status: {status} in this setting"):
         assert needle in abstract, needle
     claims_part = page.split("## The claims, beside the paper")[1].split("\n## ")[0]
     head = next(ln for ln in claims_part.splitlines() if ln.startswith("| claim"))
     assert head == "| claim | paper | this run | verdict |"
-    assert "[¬Re]:" in claims_part and "*not consistent*:" in claims_part  # the vocabulary, explained once
+    words = {display.verdict_label(v) for v in pd.read_csv(REFERENCE_DIR / "artifacts" / "10_claims" / "claims.csv").verdict}
+    assert "[¬Re]:" in claims_part and all(claims_part.count(f"*{w}*:") == 1 for w in words)  # the vocabulary, explained once
     assert "+9.58" in claims_part and "bits [95 % CI" in claims_part  # the paper's number beside ours with CI and unit
     assert "reproduced exactly" not in page and "reports no trainable-parameter count" in page
     assert "## Communication with the authors" in page and "unreleased" in page.split("## Communication")[1]

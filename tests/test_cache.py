@@ -309,12 +309,16 @@ def test_dry_run_names_each_cause_both_ways(pkg_copy, tmp_path, monkeypatch):
 def test_dry_run_on_records_of_the_older_key_scheme_says_so(tmp_path):
     from cqa_utils.pipeline.run import explain_steps, plan
 
-    ref = keys.PACKAGE_DIR.parent / "reference_run" / "cpu"
+    ref = tmp_path / "ref"
+    shutil.copytree(keys.PACKAGE_DIR.parent / "reference_run" / "cpu", ref)  # the shipped run, one record made old
+    record = ref / "steps" / "train-cot" / "_step.json"
+    rec = json.loads(record.read_text())
+    record.write_text(json.dumps({k: v for k, v in rec.items() if k not in ("components", "unkeyed")}))  # as before
     old = tmp_path / "steps" / "train-cot"
     old.mkdir(parents=True)
-    (old / "_step.json").write_text(json.dumps(json.loads((ref / "steps" / "train-cot" / "_step.json").read_text())))
+    shutil.copy2(record, old / "_step.json")
     assert explain_steps(tmp_path, get_profile("cpu")) == {"train-cot": "re-runs: computed by an older key scheme"}
-    lines = plan(get_profile("cpu"), ref, ["03_train"])  # the shipped reference run: no crash, said plainly
+    lines = plan(get_profile("cpu"), ref, ["03_train"])  # a whole run with an old record: no crash, said plainly
     assert any("train-cot" in ln and "computed by an older key scheme" in ln for ln in lines)
 
 

@@ -76,8 +76,9 @@ def test_status_line_new_vocabulary_and_summary_status(monkeypatch):
     assert "[Re]" in status_line(_claims("consistent", "consistent"))
     assert "[¬Re]" in status_line(_claims("contradicted", "contradicted"))
     assert "**Status: inconclusive**" in status_line(_claims("inconclusive", "inconclusive"))
-    monkeypatch.setattr(C, "summary", lambda df: {"status": "[Re]", "sentence": "Because the control was detected."})
-    assert status_line(_claims("inconclusive", "x")) == "**Status: [Re]** in this setting. Because the control was detected."
+    monkeypatch.setattr(C, "summary", lambda df: {"status": "[Re]", "sentence": "Every central claim is consistent: a — x."})
+    want = "**Status: [Re]** in this setting, because every central claim is consistent: a — x."
+    assert status_line(_claims("inconclusive", "x")) == want
 
 
 def test_summary_page_with_missing_files_says_so_in_plain_lines(tmp_path: Path):

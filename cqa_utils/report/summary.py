@@ -58,7 +58,8 @@ def status_line(claims: pd.DataFrame) -> str:
     """
     s = C.summary(claims) if len(claims) and "central" in claims else {}
     if isinstance(s.get("status"), str):
-        return f"**Status: {s['status']}** in this setting. {s['sentence']}"
+        why = s["sentence"]  # one sentence with the status: the abstract is five sentences
+        return f"**Status: {s['status']}** in this setting, because {why[0].lower()}{why[1:]}"
     v = _central(claims)
     detail = claims[claims.id == "literary_effect"].verdict_detail.iloc[0] if v is not None and "verdict_detail" in claims else v
     label = verdict_label(v) if v is not None else None
