@@ -35,7 +35,7 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed")
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check cqa_utils tests bench
+	$(BIN)/ruff check cqa_utils tests bench notebooks
 
 bench: $(BIN)/.installed
 	$(BIN)/python -c "import lm_eval" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' -c requirements.txt

@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -592,23 +593,35 @@ def bench_e2e(profile: str, run_dir: Path) -> dict[str, Any]:
 
 
 def main(args: Any) -> int:
-    """Run the selected sections and write the results file."""
+    """Run the selected sections and write the results file.
+
+    After each section the sections measured so far are written to ``<results file>.partial`` (not ``*.json``, so
+    the Performance page never reads an unfinished file): a section that fails loses only itself. The finished
+    file replaces the partial one."""
     only = set(args.only or ["scoring", "training", "e2e"])
     data = DataPaths()
     run_dir = REPO_ROOT / "runs" / args.profile
     torch.manual_seed(0)
-    sections = []
-    if "scoring" in only:
-        sections.append(bench_scoring(args.profile, data, extended=os.environ.get("CQA_BENCH_FULL") == "1"))
-    if "sweep" in only:
-        sections.append(bench_sweep(args.profile, data, run_dir))
-    if "training" in only:
-        sections.append(bench_training(args.profile, data, args.train_rows, args.train_epochs))
-    if "e2e" in only:
-        sections.append(bench_e2e(args.profile, run_dir))
+    jobs = {"scoring": lambda: bench_scoring(args.profile, data, extended=os.environ.get("CQA_BENCH_FULL") == "1"),
+            "sweep": lambda: bench_sweep(args.profile, data, run_dir),
+            "training": lambda: bench_training(args.profile, data, args.train_rows, args.train_epochs),
+            "e2e": lambda: bench_e2e(args.profile, run_dir)}
+    out = RESULTS / f"{platform.node() or 'host'}-{time.strftime('%Y%m%d-%H%M')}.json"
+    partial = out.with_suffix(".partial")
+    notes = os.environ.get("CQA_BENCH_NOTES", "")
+    sections: list[dict[str, Any]] = []
+    for name in (n for n in jobs if n in only):
+        try:
+            sections.append(jobs[name]())
+        except BaseException:
+            if sections:
+                print(f"the {name} section failed; the {len(sections)} section(s) measured before it are in "
+                      f"bench/results/{partial.name}", file=sys.stderr)
+            raise
+        write_json(partial, results_file(sections, args.profile, notes))
     for sec in sections:
         print(json.dumps(sec, indent=1))
-    out = RESULTS / f"{platform.node() or 'host'}-{time.strftime('%Y%m%d-%H%M')}.json"
-    write_json(out, results_file(sections, args.profile, os.environ.get("CQA_BENCH_NOTES", "")))
+    write_json(out, results_file(sections, args.profile, notes))
+    partial.unlink(missing_ok=True)
     print(f"wrote {out}")
     return 0

@@ -117,6 +117,16 @@ def test_unknown_profile_and_parameter(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("param", ["device=cuda", "model=Qwen/Qwen2.5-0.5B", "profile=paper", "run_dir=/tmp/elsewhere"])
+def test_resolved_parameters_are_set_by_options_not_by_p(tmp_path, capsys, param):
+    """Profile, run directory, data folder, device and model are resolved once by `cqa run` from its options;
+    a `-p` for one of them would let a notebook run with another value than the preflight checked."""
+    assert cli.main(["run", "--profile", "smoke", "--run-dir", str(tmp_path / "r"), "-p", param]) == 2
+    err = capsys.readouterr().err
+    assert f"['{param.split('=')[0]}'] are set by cqa run's own options" in err and "--device" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_bad_data_leaves_existing_run_untouched(tmp_path, standin_copy, capsys):
     run = tmp_path / "run"
     Run(run, "smoke")

@@ -22,6 +22,7 @@ from cqa_utils.method import train as T
 from cqa_utils.method.config import get_profile
 from cqa_utils.method.scoring import Scorer
 from cqa_utils.method.sweep import attach, detach, score_benchmark
+from cqa_utils.pipeline.notebook import setup
 from tests.conftest import read_rows, small_data
 
 DEVICE = "cuda" if models.cuda_available() else "cpu"
@@ -113,6 +114,21 @@ def test_auto_device_follows_cuda(monkeypatch):
     assert get_profile("cpu").device == "cpu"
     monkeypatch.setenv(config.DEVICE_ENV, "cuda")  # what `cqa run --device cuda` sets for the notebooks
     assert get_profile("cpu").device == "cuda" and get_profile("cpu", device="cpu").device == "cpu"
+
+
+def test_notebook_setup_resolves_from_its_parameters(monkeypatch, tmp_path, tiny_hub_folder):
+    """A notebook's `device` and `model` parameters decide its profile; the environment fills in only when they
+    are empty (a notebook opened in Jupyter), and an empty device means the profile's own."""
+    monkeypatch.setenv(config.DEVICE_ENV, "cpu")
+    monkeypatch.setenv(config.MODEL_ENV, "Qwen/elsewhere")
+    st = setup("00_test", "paper", str(tmp_path / "r1"), device="cuda", model=str(tiny_hub_folder))
+    assert (st.profile.device, st.profile.model_id) == ("cuda", str(tiny_hub_folder))
+    monkeypatch.delenv(config.MODEL_ENV)  # a model applies to the hub profile only
+    assert setup("00_test", "smoke", str(tmp_path / "r2"), device="cuda").profile.device == "cuda"
+    assert setup("00_test", "smoke", str(tmp_path / "r3")).profile.device == "cpu"  # from the environment
+    monkeypatch.delenv(config.DEVICE_ENV)
+    assert setup("00_test", "smoke", str(tmp_path / "r4"), device="").profile.device == "cpu"  # smoke's own
+    assert setup("00_test", "paper", str(tmp_path / "r5")).profile.model_id == "Qwen/Qwen2.5-7B"
 
 
 def test_paper_profile_refuses_cpu_and_unknown_devices(monkeypatch):

@@ -195,3 +195,32 @@ def test_bench_runs_without_bench_being_a_package(tmp_path):
             "print('bench' in sys.modules, callable(m.sibling('train_step').op_shares))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+
+
+def _fake_section(name: str) -> dict:
+    return section(name, f"{name} (fake)", [{"id": f"{name}.x", "label": "x", "wall_s": 1.0}])
+
+
+def test_bench_keeps_the_sections_measured_before_one_fails(tmp_path, monkeypatch, capsys):
+    """A failing section loses only itself: the sections before it stay in ``<file>.partial`` (which the Performance
+    page does not read); a finished bench writes the ``.json`` file and leaves no partial one."""
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "bench_scoring", lambda *a, **k: _fake_section("scoring"))
+
+    def broken(*a, **k):
+        raise RuntimeError("op-time breakdown failed")
+
+    monkeypatch.setattr(bench, "bench_training", broken)
+    args = type("Args", (), {"only": ["scoring", "training"], "profile": "smoke", "train_rows": 4, "train_epochs": 1})()
+    with pytest.raises(RuntimeError, match="op-time breakdown"):
+        bench.main(args)
+    (kept,) = tmp_path.iterdir()
+    assert kept.suffix == ".partial" and not list(tmp_path.glob("*.json"))
+    res = json.loads(kept.read_text())
+    assert res["format"] == book.RESULTS_FORMAT and [s["id"] for s in res["sections"]] == ["scoring"]
+    assert f"bench/results/{kept.name}" in capsys.readouterr().err
+    kept.unlink()
+    monkeypatch.setattr(bench, "bench_training", lambda *a, **k: _fake_section("training"))
+    assert bench.main(args) == 0
+    (done,) = tmp_path.iterdir()
+    assert done.suffix == ".json" and [s["id"] for s in json.loads(done.read_text())["sections"]] == ["scoring", "training"]

